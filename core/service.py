@@ -1,0 +1,1194 @@
+"""The facade every client uses (bot, CLI, simulator): ids and primitives in, frozen dataclasses out."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import statistics
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, delete, func, insert, select, union, update
+from sqlmodel import Session
+
+from core import aggregate as agg
+from core import io
+from core.config import Settings, load_settings
+from core.embeddings import Embedder, ProgressCallback, make_embedder
+from core.errors import (
+    LabelbotError,
+    NothingToUndo,
+    ProjectExists,
+    ProjectNotFound,
+    RecordNotFound,
+    StaleRecord,
+    UnknownLabel,
+)
+from core.index import VectorIndex
+from core.learner import EmbeddingClassifier, cross_validated_metrics
+from core.models import (
+    Annotation,
+    ContextBinding,
+    Embedding,
+    Lease,
+    ModelRun,
+    Project,
+    QueueItem,
+    Record,
+    Skip,
+    utcnow,
+)
+from core.store import create_db_engine, read_session, write_session
+from core.strategies import STRATEGIES, get_strategy
+from core.types import (
+    AnnotatorStats,
+    AnswerResult,
+    ExportResult,
+    ImportResult,
+    LabelDef,
+    ModelRunInfo,
+    ProjectInfo,
+    ProjectStatus,
+    RecordView,
+    SimilarRecord,
+    UndoResult,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("slack", "import", "cli", "review")
+EXPORT_COLUMNS = ("id", "text", "label", "n_annotations", "agreement", "predicted_label", "probability")
+_INSERT_CHUNK = 5_000
+
+
+@dataclass
+class _Pool:
+    """Embeddings of one project, in memory: rows ordered by record id."""
+
+    data_version: int
+    model: str
+    index: VectorIndex
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.index.ids
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.index.vectors
+
+
+class _Guesses:
+    """Lazy record id → (label, probability) lookup over a prediction table aligned with the pool."""
+
+    def __init__(self, index: VectorIndex, table: np.ndarray | None, classes: tuple[str, ...]) -> None:
+        self._index, self._table, self._classes = index, table, classes
+
+    def get(self, record_id: int) -> tuple[str, float] | None:
+        if self._table is None:
+            return None
+        row = self._index.row_of(record_id)
+        if row is None:
+            return None
+        return self._classes[int(self._table[row, 0])], float(self._table[row, 1])
+
+
+class LabelingService:
+    """Projects, records, answers, the active-learning queue and the model.
+
+    Thread-safe: the bot calls it from many request threads at once. Training runs either inline
+    (``retrain``) or on one background worker (``request_retrain``), never on the caller's thread
+    when ``background=True``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        engine: Engine | None = None,
+        background: bool = False,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.engine = engine or create_db_engine(self.settings.database_url)
+        self._embedder = embedder
+        self._lock = threading.Lock()  # guards the dicts below
+        self._handout_locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._retrain_locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._pools: dict[int, _Pool] = {}
+        self._predictions: dict[int, tuple[int, int, np.ndarray, tuple[str, ...]]] = {}
+        self._answers_since_train: Counter[int] = Counter()
+        self._pending_retrains: dict[int, Future[ModelRunInfo | None]] = {}
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelbot-train") if background else None
+        )
+        self.retrain_listeners: list[Callable[[ModelRunInfo | None, str], None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = make_embedder(
+                s.embedding_model, batch_size=s.embedding_batch_size, device=s.embedding_device
+            )
+        return self._embedder
+
+    def close(self) -> None:
+        """Wait for background work and release the database."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ projects
+
+    def create_project(
+        self,
+        name: str,
+        labels: Sequence[str | LabelDef],
+        *,
+        answers_per_record: int | None = None,
+        strategy: str | None = None,
+    ) -> ProjectInfo:
+        """Create a project with an ordered label set."""
+        name = name.strip()
+        if not name:
+            raise LabelbotError("A project needs a name.")
+        defs = [label if isinstance(label, LabelDef) else LabelDef(str(label).strip()) for label in labels]
+        names = [d.name for d in defs]
+        if len(defs) < 2:
+            raise LabelbotError("A project needs at least two labels.")
+        if any(not n for n in names):
+            raise LabelbotError("Label names must not be empty.")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise LabelbotError(f"Duplicate labels: {', '.join(duplicates)}.")
+        settings = {
+            "answers_per_record": self._check_k(answers_per_record or self.settings.answers_per_record),
+            "strategy": self._check_strategy(strategy or self.settings.strategy),
+        }
+        with write_session(self.engine) as session:
+            if session.exec(select(Project.id).where(Project.name == name)).first():
+                raise ProjectExists(name)
+            project = Project(
+                name=name,
+                labels=[{"name": d.name, "description": d.description} for d in defs],
+                settings=settings,
+            )
+            session.add(project)
+            session.flush()
+            info = _project_info(project)
+        return info
+
+    def get_project(self, name: str) -> ProjectInfo:
+        with read_session(self.engine) as session:
+            return _project_info(self._project(session, name))
+
+    def list_projects(self) -> list[ProjectInfo]:
+        with read_session(self.engine) as session:
+            return [_project_info(p) for p in session.exec(select(Project).order_by(Project.name)).scalars()]
+
+    def configure_project(
+        self, name: str, *, answers_per_record: int | None = None, strategy: str | None = None
+    ) -> ProjectInfo:
+        """Change a project's crowd redundancy or query strategy."""
+        with write_session(self.engine) as session:
+            project = self._project(session, name)
+            settings = dict(project.settings)
+            if answers_per_record is not None:
+                settings["answers_per_record"] = self._check_k(answers_per_record)
+            if strategy is not None:
+                settings["strategy"] = self._check_strategy(strategy)
+            project.settings = settings
+            session.add(project)
+            k = settings["answers_per_record"]
+            # Completeness depends on k: recompute it for every record in one statement.
+            gold = select(Annotation.record_id).where(
+                Annotation.project_id == project.id, Annotation.source == "review"
+            )
+            session.execute(
+                update(Record)
+                .where(Record.project_id == project.id)
+                .values(complete=(Record.n_answers >= k) | Record.id.in_(gold))
+            )
+            session.flush()
+            return _project_info(project)
+
+    def delete_project(self, name: str) -> None:
+        with write_session(self.engine) as session:
+            project = self._project(session, name)
+            session.execute(delete(Project).where(Project.id == project.id))
+            pid = project.id
+        with self._lock:
+            self._pools.pop(pid, None)
+            self._predictions.pop(pid, None)
+
+    def bind_context(self, context: str, project: str) -> None:
+        """Make ``project`` the default for an outside context (a chat channel, say)."""
+        with write_session(self.engine) as session:
+            pid = self._project(session, project).id
+            session.merge(ContextBinding(context=context, project_id=pid))
+
+    def default_project(self, context: str | None = None) -> str | None:
+        """The project bound to ``context``, else the only project, else None."""
+        with read_session(self.engine) as session:
+            if context is not None:
+                bound = session.exec(
+                    select(Project.name)
+                    .join(ContextBinding, ContextBinding.project_id == Project.id)
+                    .where(ContextBinding.context == context)
+                ).first()
+                if bound:
+                    return bound[0]
+            names = session.exec(select(Project.name).limit(2)).all()
+            return names[0][0] if len(names) == 1 else None
+
+    # ------------------------------------------------------------------ import / export
+
+    def import_file(
+        self,
+        project: str,
+        path: str | Path,
+        *,
+        text_column: str = "text",
+        id_column: str | None = "id",
+        label_column: str | None = None,
+        annotator_column: str | None = None,
+        id_column_required: bool = False,
+        fmt: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        """Import a CSV/TSV/JSONL file. Bad input raises ``InputFileError`` and writes nothing.
+
+        Known ids are left as they are (re-importing updates nothing and embeds nothing); labels in
+        ``label_column`` become annotations with source ``import`` by ``annotator_column`` (or "import").
+        """
+        info = self.get_project(project)
+        rows = io.read_records(
+            path,
+            text_column=text_column,
+            id_column=id_column,
+            label_column=label_column,
+            annotator_column=annotator_column,
+            labels=info.label_names,
+            id_column_required=id_column_required,
+            fmt=fmt,
+        )
+        return self.import_rows(project, rows, path=str(path), progress=progress)
+
+    def import_rows(
+        self,
+        project: str,
+        rows: Sequence[io.ImportRow],
+        *,
+        path: str = "<rows>",
+        source: str = "import",
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        """Import already-validated rows; embeddings are computed before the one write transaction."""
+        info = self.get_project(project)
+        labels = set(info.label_names)
+        for row in rows:
+            if row.label is not None and row.label not in labels:
+                raise UnknownLabel(f"{path}, line {row.line}: unknown label {row.label!r}.")
+        with read_session(self.engine) as session:
+            existing = dict(
+                session.execute(
+                    select(Record.external_id, Record.id).where(Record.project_id == info.id)
+                ).all()
+            )
+        new_texts: dict[str, str] = {}
+        for row in rows:
+            if row.external_id not in existing and row.external_id not in new_texts:
+                new_texts[row.external_id] = row.text
+        embedder = self.embedder
+        vectors = embedder.encode(list(new_texts.values()), progress=progress) if new_texts else None
+
+        n_annotations = 0
+        with write_session(self.engine) as session:
+            conn = session.connection()
+            if new_texts:
+                metas = {row.external_id: row.metadata for row in rows}
+                values = [
+                    {
+                        "project_id": info.id,
+                        "external_id": eid,
+                        "text": text,
+                        "meta": metas.get(eid, {}),
+                        "n_answers": 0,
+                        "complete": False,
+                        "created_at": utcnow(),
+                    }
+                    for eid, text in new_texts.items()
+                ]
+                for start in range(0, len(values), _INSERT_CHUNK):
+                    conn.execute(insert(Record), values[start : start + _INSERT_CHUNK])
+                ids = (
+                    dict(
+                        conn.execute(
+                            select(Record.external_id, Record.id).where(
+                                Record.project_id == info.id, Record.external_id.in_(list(new_texts))
+                            )
+                        ).all()
+                    )
+                    if len(new_texts) < 30_000
+                    else dict(
+                        conn.execute(
+                            select(Record.external_id, Record.id).where(Record.project_id == info.id)
+                        ).all()
+                    )
+                )
+                emb_rows = [
+                    {
+                        "record_id": ids[eid],
+                        "project_id": info.id,
+                        "model": embedder.name,
+                        "vector": vectors[i].tobytes(),
+                    }
+                    for i, eid in enumerate(new_texts)
+                ]
+                for start in range(0, len(emb_rows), _INSERT_CHUNK):
+                    conn.execute(insert(Embedding), emb_rows[start : start + _INSERT_CHUNK])
+                existing.update(ids)
+            answered = {
+                (rid, who)
+                for rid, who in conn.execute(
+                    select(Annotation.record_id, Annotation.annotator).where(Annotation.project_id == info.id)
+                ).all()
+            }
+            new_annotations = []
+            for row in rows:
+                if row.label is None:
+                    continue
+                key = (existing[row.external_id], row.annotator or "import")
+                if key in answered:
+                    continue
+                answered.add(key)
+                new_annotations.append(
+                    {
+                        "record_id": key[0],
+                        "project_id": info.id,
+                        "annotator": key[1],
+                        "label": row.label,
+                        "source": source,
+                        "created_at": utcnow(),
+                    }
+                )
+            for start in range(0, len(new_annotations), _INSERT_CHUNK):
+                conn.execute(insert(Annotation), new_annotations[start : start + _INSERT_CHUNK])
+            n_annotations = len(new_annotations)
+            if n_annotations:
+                self._refresh_counts(conn, info.id, info.answers_per_record)
+            if new_texts or n_annotations:
+                conn.execute(
+                    update(Project).where(Project.id == info.id).values(data_version=Project.data_version + 1)
+                )
+        return ImportResult(
+            project=info.name,
+            path=path,
+            rows=len(rows),
+            new_records=len(new_texts),
+            existing_records=len({r.external_id for r in rows}) - len(new_texts),
+            annotations=n_annotations,
+            embedded=len(new_texts),
+        )
+
+    def embed_pending(self, project: str, *, progress: ProgressCallback | None = None) -> int:
+        """Embed records that have no vector for the current model (after a model change, say)."""
+        info = self.get_project(project)
+        model = self.embedder.name
+        with read_session(self.engine) as session:
+            have = select(Embedding.record_id).where(
+                Embedding.project_id == info.id, Embedding.model == model
+            )
+            missing = session.execute(
+                select(Record.id, Record.text).where(Record.project_id == info.id, Record.id.not_in(have))
+            ).all()
+        if not missing:
+            return 0
+        vectors = self.embedder.encode([text for _, text in missing], progress=progress)
+        with write_session(self.engine) as session:
+            conn = session.connection()
+            rows = [
+                {"record_id": rid, "project_id": info.id, "model": model, "vector": vectors[i].tobytes()}
+                for i, (rid, _) in enumerate(missing)
+            ]
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                conn.execute(insert(Embedding), rows[start : start + _INSERT_CHUNK])
+            conn.execute(
+                update(Project).where(Project.id == info.id).values(data_version=Project.data_version + 1)
+            )
+        return len(missing)
+
+    def export(self, project: str, path: str | Path, *, fmt: str | None = None) -> ExportResult:
+        """One row per record: id, text, final label, answers, agreement, model guess and probability."""
+        fmt = (fmt or Path(path).suffix.lstrip(".") or "csv").lower()
+        if fmt not in ("csv", "jsonl"):
+            raise LabelbotError(f"Unknown export format {fmt!r}: use csv or jsonl.")
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            records = session.execute(
+                select(Record.id, Record.external_id, Record.text, Record.n_answers)
+                .where(Record.project_id == info.id)
+                .order_by(Record.id)
+            ).all()
+        finals = self._aggregate(info)
+        predictions = self._predictions_for(info)
+        rows = []
+        for rid, eid, text, n_answers in records:
+            final = finals.get(rid)
+            guess = predictions.get(rid)
+            rows.append(
+                {
+                    "id": eid,
+                    "text": text,
+                    "label": final.label if final else None,
+                    "n_annotations": n_answers,
+                    "agreement": round(final.agreement, 4) if final else None,
+                    "predicted_label": guess[0] if guess else None,
+                    "probability": round(guess[1], 4) if guess else None,
+                }
+            )
+        count = io.write_records(path, rows, fmt=fmt, columns=EXPORT_COLUMNS)
+        return ExportResult(project=info.name, path=str(path), rows=count, format=fmt)
+
+    # ------------------------------------------------------------------ labeling
+
+    def next_records(self, project: str, user: str, n: int = 1) -> list[RecordView]:
+        """Hand out the next ``n`` records for ``user`` from the ranked queue and lease them.
+
+        Never a record this user answered, skipped or holds already, nor one that is complete or
+        whose remaining answers are leased to others.
+        """
+        if n <= 0:
+            return []
+        info = self.get_project(project)
+        if not self._has_queue(info.id):
+            self._rebuild_queue_if_missing(info)
+        now = utcnow()
+        k = info.answers_per_record
+        with self._handout_locks[info.id], write_session(self.engine) as session:
+            conn = session.connection()
+            leased_by_others = (
+                select(func.count(Lease.id))
+                .where(Lease.record_id == Record.id, Lease.annotator != user, Lease.expires_at > now)
+                .scalar_subquery()
+            )
+            mine = union(
+                select(Annotation.record_id).where(
+                    Annotation.project_id == info.id, Annotation.annotator == user
+                ),
+                select(Skip.record_id).where(Skip.project_id == info.id, Skip.annotator == user),
+                select(Lease.record_id).where(
+                    Lease.project_id == info.id, Lease.annotator == user, Lease.expires_at > now
+                ),
+            )
+            available = (
+                (Record.project_id == info.id)
+                & Record.complete.is_(False)
+                & Record.id.not_in(mine)
+                & ((Record.n_answers + leased_by_others) < k)
+            )
+            picked = conn.execute(
+                select(
+                    Record.id,
+                    Record.external_id,
+                    Record.text,
+                    QueueItem.predicted_label,
+                    QueueItem.confidence,
+                    QueueItem.reason,
+                )
+                .join(QueueItem, QueueItem.record_id == Record.id)
+                .where(available, QueueItem.project_id == info.id)
+                .order_by(QueueItem.position)
+                .limit(n)
+            ).all()
+            if len(picked) < n:
+                # The queue ran dry before the next retrain: fall back to the rest of the pool.
+                taken = [row[0] for row in picked]
+                more = conn.execute(
+                    select(Record.id, Record.external_id, Record.text)
+                    .where(available, Record.id.not_in(taken))
+                    .order_by(Record.id)
+                    .limit(n - len(picked))
+                ).all()
+                guesses = self._predictions_for(info)
+                for rid, eid, text in more:
+                    guess = guesses.get(rid)
+                    picked.append(
+                        (
+                            rid,
+                            eid,
+                            text,
+                            guess[0] if guess else None,
+                            guess[1] if guess else None,
+                            "next in the pool",
+                        )
+                    )
+            if picked:
+                ids = [row[0] for row in picked]
+                conn.execute(delete(Lease).where(Lease.annotator == user, Lease.record_id.in_(ids)))
+                expires = now + timedelta(seconds=self.settings.lease_seconds)
+                conn.execute(
+                    insert(Lease),
+                    [
+                        {
+                            "record_id": rid,
+                            "project_id": info.id,
+                            "annotator": user,
+                            "shown_at": now,
+                            "expires_at": expires,
+                        }
+                        for rid in ids
+                    ],
+                )
+        return [
+            RecordView(
+                project=info.name,
+                record_id=rid,
+                external_id=eid,
+                text=text,
+                predicted_label=label,
+                confidence=conf,
+                reason=reason,
+            )
+            for rid, eid, text, label, conf, reason in picked
+        ]
+
+    def get_record(self, project: str, record_id: int) -> RecordView:
+        """A record with the current model's guess (for re-rendering a card)."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            row = session.execute(
+                select(Record.external_id, Record.text).where(
+                    Record.id == record_id, Record.project_id == info.id
+                )
+            ).first()
+        if row is None:
+            raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
+        guess = self._predictions_for(info).get(record_id)
+        return RecordView(
+            project=info.name,
+            record_id=record_id,
+            external_id=row[0],
+            text=row[1],
+            predicted_label=guess[0] if guess else None,
+            confidence=guess[1] if guess else None,
+        )
+
+    def find_record(self, project: str, external_id: str) -> RecordView:
+        """Look a record up by the id it had in the imported file."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            rid = session.execute(
+                select(Record.id).where(Record.project_id == info.id, Record.external_id == str(external_id))
+            ).scalar()
+        if rid is None:
+            raise RecordNotFound(f"Project {info.name!r} has no record with id {external_id!r}.")
+        return self.get_record(project, rid)
+
+    def record_answer(
+        self, project: str, record_id: int, user: str, label: str, *, source: str = "slack"
+    ) -> AnswerResult:
+        """Store ``user``'s answer. Answering the same record again changes the answer, never adds a row.
+
+        Raises ``StaleRecord`` when the record already has all the answers it needs from others.
+        ``source="review"`` is an admin's gold decision: it completes the record whatever the answers.
+        """
+        if source not in SOURCES:
+            raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
+        info = self.get_project(project)
+        if label not in info.label_names:
+            raise UnknownLabel(f"{label!r} is not a label of project {info.name!r}.")
+        with write_session(self.engine) as session:
+            record = self._record(session, info, record_id)
+            existing = (
+                session.exec(
+                    select(Annotation).where(Annotation.record_id == record_id, Annotation.annotator == user)
+                )
+                .scalars()
+                .first()
+            )
+            lease = (
+                session.exec(select(Lease).where(Lease.record_id == record_id, Lease.annotator == user))
+                .scalars()
+                .first()
+            )
+            changed = True
+            if existing is not None:
+                changed = existing.label != label or (source == "review" and existing.source != "review")
+                if changed:
+                    existing.label = label
+                    existing.source = source
+                    existing.created_at = utcnow()
+                    session.add(existing)
+            else:
+                if record.complete and source != "review":
+                    raise StaleRecord(f"Record {record.external_id} already has all the answers it needs.")
+                session.add(
+                    Annotation(
+                        record_id=record_id,
+                        project_id=info.id,
+                        annotator=user,
+                        label=label,
+                        source=source,
+                        shown_at=lease.shown_at if lease else None,
+                    )
+                )
+                record.n_answers += 1
+            if source == "review":
+                record.complete = True
+            else:
+                record.complete = record.complete or record.n_answers >= info.answers_per_record
+            session.add(record)
+            if lease is not None:
+                session.delete(lease)
+            session.execute(delete(Skip).where(Skip.record_id == record_id, Skip.annotator == user))
+            result_complete = record.complete
+            external_id = record.external_id
+        started = self._count_answer(info, changed)
+        return AnswerResult(
+            project=info.name,
+            record_id=record_id,
+            external_id=external_id,
+            user=user,
+            label=label,
+            changed=changed,
+            complete=result_complete,
+            retrain_started=started,
+        )
+
+    def bulk_label(
+        self, project: str, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
+    ) -> list[AnswerResult]:
+        """Apply one label to several records (Show similar); records already complete are skipped."""
+        results = []
+        for record_id in dict.fromkeys(record_ids):
+            try:
+                results.append(self.record_answer(project, record_id, user, label, source=source))
+            except StaleRecord:
+                continue
+        return results
+
+    def skip(self, project: str, record_id: int, user: str) -> None:
+        """``user`` won't be handed this record again."""
+        info = self.get_project(project)
+        with write_session(self.engine) as session:
+            self._record(session, info, record_id)
+            if not session.exec(
+                select(Skip.id).where(Skip.record_id == record_id, Skip.annotator == user)
+            ).first():
+                session.add(Skip(record_id=record_id, project_id=info.id, annotator=user))
+            session.execute(delete(Lease).where(Lease.record_id == record_id, Lease.annotator == user))
+
+    def undo(self, project: str, user: str, record_id: int | None = None) -> UndoResult:
+        """Remove ``user``'s answer to ``record_id`` (default: their latest) and lease it back to them."""
+        info = self.get_project(project)
+        with write_session(self.engine) as session:
+            query = select(Annotation).where(Annotation.project_id == info.id, Annotation.annotator == user)
+            if record_id is not None:
+                query = query.where(Annotation.record_id == record_id)
+            annotation = (
+                session.exec(query.order_by(Annotation.created_at.desc(), Annotation.id.desc()))
+                .scalars()
+                .first()
+            )
+            if annotation is None:
+                raise NothingToUndo("There is no answer of yours to undo.")
+            record = self._record(session, info, annotation.record_id)
+            removed_label = annotation.label
+            session.delete(annotation)
+            record.n_answers = max(0, record.n_answers - 1)
+            has_gold = session.exec(
+                select(Annotation.id).where(
+                    Annotation.record_id == record.id,
+                    Annotation.source == "review",
+                    Annotation.id != annotation.id,
+                )
+            ).first()
+            record.complete = bool(has_gold) or record.n_answers >= info.answers_per_record
+            session.add(record)
+            now = utcnow()
+            session.add(
+                Lease(
+                    record_id=record.id,
+                    project_id=info.id,
+                    annotator=user,
+                    shown_at=now,
+                    expires_at=now + timedelta(seconds=self.settings.lease_seconds),
+                )
+            )
+            result = UndoResult(
+                project=info.name,
+                record_id=record.id,
+                external_id=record.external_id,
+                user=user,
+                label=removed_label,
+            )
+        self._count_answer(info, True)
+        return result
+
+    # ------------------------------------------------------------------ similarity
+
+    def similar(
+        self, project: str, *, record_id: int | None = None, text: str | None = None, k: int = 10
+    ) -> list[SimilarRecord]:
+        """The ``k`` records nearest by cosine similarity to a record (itself excluded) or to free text."""
+        if (record_id is None) == (text is None):
+            raise LabelbotError("Give either a record or a text to compare with.")
+        info = self.get_project(project)
+        pool = self._pool(info)
+        if record_id is not None:
+            row = pool.index.row_of(record_id)
+            if row is None:
+                raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
+            query = pool.vectors[row]
+        else:
+            if not text or not text.strip():
+                raise LabelbotError("Give some text to search for.")
+            query = self.embedder.encode([text])[0]
+        hits = pool.index.search(query, k, exclude=record_id)
+        if not hits:
+            return []
+        ids = [rid for rid, _ in hits]
+        with read_session(self.engine) as session:
+            rows = dict(
+                (rid, (eid, txt))
+                for rid, eid, txt in session.execute(
+                    select(Record.id, Record.external_id, Record.text).where(Record.id.in_(ids))
+                ).all()
+            )
+        finals = self._aggregate(info, record_ids=ids)
+        guesses = self._predictions_for(info)
+        out = []
+        for rid, score in hits:
+            eid, txt = rows[rid]
+            final = finals.get(rid)
+            guess = guesses.get(rid)
+            out.append(
+                SimilarRecord(
+                    record_id=rid,
+                    external_id=eid,
+                    text=txt,
+                    score=score,
+                    label=final.label if final else None,
+                    predicted_label=guess[0] if guess else None,
+                    confidence=guess[1] if guess else None,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ training
+
+    def retrain(self, project: str, *, queue_size: int | None = None) -> ModelRunInfo | None:
+        """Train on the aggregate labels, rescore the pool and replace the ranked queue atomically.
+
+        Returns the recorded run, or None when there are fewer than two labeled classes (the queue is
+        then built by the cold-start strategy). At most one retrain per project runs at a time.
+        """
+        info = self.get_project(project)
+        with self._retrain_locks[info.id]:
+            return self._retrain_locked(info, queue_size or self.settings.queue_size)
+
+    def request_retrain(self, project: str) -> bool:
+        """Retrain in the background; False if one is already waiting for this project."""
+        info = self.get_project(project)
+        if self._executor is None:
+            self.retrain(project)
+            return True
+        with self._lock:
+            pending = self._pending_retrains.get(info.id)
+            if pending is not None and not pending.done():
+                return False
+            self._pending_retrains[info.id] = self._executor.submit(self._background_retrain, info.name)
+        return True
+
+    def wait_for_retrains(self, timeout: float | None = None) -> None:
+        """Block until queued background retrains finish (for tests, benchmarks and shutdown)."""
+        with self._lock:
+            futures = list(self._pending_retrains.values())
+        for future in futures:
+            future.result(timeout=timeout)
+
+    def _background_retrain(self, project: str) -> ModelRunInfo | None:
+        try:
+            run = self.retrain(project)
+        except Exception:  # a failed retrain must not kill the worker; the old queue stays
+            log.exception("Background retrain of %s failed", project)
+            return None
+        for listener in list(self.retrain_listeners):
+            try:
+                listener(run, project)
+            except Exception:
+                log.exception("Retrain listener failed")
+        return run
+
+    def _count_answer(self, info: ProjectInfo, changed: bool) -> bool:
+        if not changed or self.settings.retrain_every <= 0:
+            return False
+        with self._lock:
+            self._answers_since_train[info.id] += 1
+            due = self._answers_since_train[info.id] >= self.settings.retrain_every
+        if due and self._executor is not None:
+            return self.request_retrain(info.name)
+        return False
+
+    def _retrain_locked(self, info: ProjectInfo, queue_size: int) -> ModelRunInfo | None:
+        started = time.perf_counter()
+        with self._lock:
+            self._answers_since_train[info.id] = 0
+        pool = self._pool(info)
+        finals = self._aggregate(info)
+        rows, y = [], []
+        for row, rid in enumerate(pool.ids):
+            final = finals.get(int(rid))
+            if final is not None and final.label is not None:
+                rows.append(row)
+                y.append(final.label)
+        labeled_rows = np.asarray(rows, dtype=np.int64)
+        y_arr = np.asarray(y, dtype=object)
+        with read_session(self.engine) as session:
+            complete = {
+                rid
+                for (rid,) in session.execute(
+                    select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
+                ).all()
+            }
+        candidates = np.asarray(
+            [row for row, rid in enumerate(pool.ids) if int(rid) not in complete], dtype=np.int64
+        )
+        classifier: EmbeddingClassifier | None = None
+        proba: np.ndarray | None = None
+        metrics: dict[str, float] = {}
+        classes: tuple[str, ...] = ()
+        if len(set(y)) >= 2:
+            X = pool.vectors[labeled_rows]
+            classifier = EmbeddingClassifier(random_state=0).fit(X, y_arr)
+            metrics = cross_validated_metrics(
+                X, y_arr, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
+            )
+            proba = classifier.predict_proba(pool.vectors)
+            classes = tuple(str(c) for c in classifier.classes_)
+        strategy = get_strategy(info.strategy)
+        picks = strategy.query(
+            proba=proba,
+            embeddings=pool.vectors,
+            candidates=candidates,
+            classes=classes,
+            n=min(queue_size, len(candidates)),
+            rng=np.random.default_rng(len(y)),
+            labeled=labeled_rows,
+        )
+        queue_rows = []
+        for position, pick in enumerate(picks):
+            guess_label = guess_conf = None
+            if proba is not None:
+                best = int(np.argmax(proba[pick.index]))
+                guess_label, guess_conf = classes[best], float(proba[pick.index, best])
+            queue_rows.append(
+                {
+                    "project_id": info.id,
+                    "position": position,
+                    "record_id": int(pool.ids[pick.index]),
+                    "predicted_label": guess_label,
+                    "confidence": guess_conf,
+                    "reason": pick.reason,
+                }
+            )
+        label_counts = {name: 0 for name in info.label_names}
+        for label in y:
+            label_counts[label] = label_counts.get(label, 0) + 1
+        duration = time.perf_counter() - started
+        run_info = None
+        with write_session(self.engine) as session:
+            conn = session.connection()
+            if classifier is not None:
+                run = ModelRun(
+                    project_id=info.id,
+                    n_labels=len(y),
+                    strategy=info.strategy,
+                    metrics=metrics,
+                    label_counts=label_counts,
+                    duration_seconds=duration,
+                    embedding_model=self.embedder.name,
+                    model_blob=pickle.dumps(classifier),
+                )
+                session.add(run)
+                session.flush()
+                run_info = _run_info(run, info.name)
+            # The new queue replaces the old one in this same transaction: readers see one or the other.
+            conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id))
+            if queue_rows:
+                conn.execute(insert(QueueItem), queue_rows)
+        if classifier is not None and run_info is not None:
+            best = proba.argmax(axis=1)
+            with self._lock:
+                self._predictions[info.id] = (
+                    run_info.id,
+                    pool.data_version,
+                    np.stack([best, proba[np.arange(len(best)), best]], axis=1),
+                    classes,
+                )
+        return run_info
+
+    def _has_queue(self, project_id: int) -> bool:
+        with read_session(self.engine) as session:
+            return (
+                session.execute(
+                    select(QueueItem.id).where(QueueItem.project_id == project_id).limit(1)
+                ).first()
+                is not None
+            )
+
+    def _rebuild_queue_if_missing(self, info: ProjectInfo) -> None:
+        with self._retrain_locks[info.id]:
+            if not self._has_queue(info.id):
+                self._retrain_locked(info, self.settings.queue_size)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, project: str) -> ProjectStatus:
+        """Progress, per-label counts, per-annotator figures, agreement and the latest model run."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            total = session.execute(
+                select(func.count(Record.id)).where(Record.project_id == info.id)
+            ).scalar_one()
+            remaining = session.execute(
+                select(func.count(Record.id)).where(Record.project_id == info.id, Record.complete.is_(False))
+            ).scalar_one()
+            answers = session.execute(
+                select(
+                    Annotation.record_id,
+                    Annotation.annotator,
+                    Annotation.label,
+                    Annotation.source,
+                    Annotation.shown_at,
+                    Annotation.created_at,
+                ).where(Annotation.project_id == info.id)
+            ).all()
+            latest = (
+                session.exec(
+                    select(ModelRun)
+                    .where(ModelRun.project_id == info.id)
+                    .order_by(ModelRun.id.desc())
+                    .limit(1)
+                )
+                .scalars()
+                .first()
+            )
+            latest_info = _run_info(latest, info.name) if latest else None
+        finals = self._aggregate_answers(info, answers)
+        label_counts = {name: 0 for name in info.label_names}
+        for final in finals.values():
+            if final.label is not None:
+                label_counts[final.label] = label_counts.get(final.label, 0) + 1
+        triples = [(rid, who, label) for rid, who, label, source, *_ in answers if source != "review"]
+        per_user: dict[str, list[Any]] = defaultdict(list)
+        for rid, who, label, _source, shown_at, created_at in answers:
+            per_user[who].append((rid, label, shown_at, created_at))
+        estimated = {}
+        if info.answers_per_record >= 3 and triples:
+            estimated = agg.dawid_skene(triples, labels=info.label_names).annotator_accuracy
+        annotators = []
+        for who, items in per_user.items():
+            seconds = [(c - s).total_seconds() for _, _, s, c in items if s is not None and c >= s]
+            scored = [(rid, label) for rid, label, _, _ in items if finals.get(rid) and finals[rid].label]
+            agreement = (
+                sum(label == finals[rid].label for rid, label in scored) / len(scored) if scored else None
+            )
+            annotators.append(
+                AnnotatorStats(
+                    user=who,
+                    answers=len(items),
+                    median_seconds=statistics.median(seconds) if seconds else None,
+                    agreement=agreement,
+                    estimated_accuracy=estimated.get(who),
+                )
+            )
+        annotators.sort(key=lambda a: (-a.answers, a.user))
+        agreement: dict[str, float] = {}
+        alpha = agg.krippendorff_alpha_nominal(triples) if triples else None
+        if alpha is not None:
+            agreement["krippendorff_alpha"] = float(alpha)
+        return ProjectStatus(
+            project=info.name,
+            total=total,
+            labeled=sum(1 for f in finals.values() if f.label is not None),
+            annotations=len(answers),
+            label_counts=label_counts,
+            annotators=tuple(annotators),
+            latest_run=latest_info,
+            remaining=remaining,
+            agreement=agreement,
+        )
+
+    def model_runs(self, project: str) -> list[ModelRunInfo]:
+        """Every recorded retrain, oldest first (for learning curves)."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            runs = (
+                session.exec(select(ModelRun).where(ModelRun.project_id == info.id).order_by(ModelRun.id))
+                .scalars()
+                .all()
+            )
+            return [_run_info(run, info.name) for run in runs]
+
+    def final_labels(self, project: str) -> dict[str, str]:
+        """External id → aggregate label, for records that have one."""
+        info = self.get_project(project)
+        finals = self._aggregate(info)
+        with read_session(self.engine) as session:
+            eids = dict(
+                session.execute(select(Record.id, Record.external_id).where(Record.project_id == info.id))
+            )
+        return {eids[rid]: f.label for rid, f in finals.items() if f.label is not None}
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _check_k(k: int) -> int:
+        if not 1 <= int(k) <= 50:
+            raise LabelbotError("answers_per_record must be between 1 and 50.")
+        return int(k)
+
+    @staticmethod
+    def _check_strategy(name: str) -> str:
+        if name not in STRATEGIES:
+            raise LabelbotError(f"Unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}.")
+        return name
+
+    @staticmethod
+    def _project(session: Session, name: str) -> Project:
+        project = session.exec(select(Project).where(Project.name == name)).scalars().first()
+        if project is None:
+            raise ProjectNotFound(name)
+        return project
+
+    @staticmethod
+    def _record(session: Session, info: ProjectInfo, record_id: int) -> Record:
+        record = session.get(Record, record_id)
+        if record is None or record.project_id != info.id:
+            raise RecordNotFound(f"Record {record_id} is not in project {info.name!r} (was it deleted?).")
+        return record
+
+    @staticmethod
+    def _refresh_counts(conn: Any, project_id: int, k: int) -> None:
+        counts = select(func.count(Annotation.id)).where(Annotation.record_id == Record.id).scalar_subquery()
+        gold = select(Annotation.record_id).where(
+            Annotation.project_id == project_id, Annotation.source == "review"
+        )
+        conn.execute(update(Record).where(Record.project_id == project_id).values(n_answers=counts))
+        conn.execute(
+            update(Record)
+            .where(Record.project_id == project_id)
+            .values(complete=(Record.n_answers >= k) | Record.id.in_(gold))
+        )
+
+    def _aggregate(
+        self, info: ProjectInfo, record_ids: Sequence[int] | None = None
+    ) -> dict[int, agg.AggregateLabel]:
+        with read_session(self.engine) as session:
+            query = select(
+                Annotation.record_id, Annotation.annotator, Annotation.label, Annotation.source
+            ).where(Annotation.project_id == info.id)
+            if record_ids is not None and info.answers_per_record < 3:
+                query = query.where(Annotation.record_id.in_(list(record_ids)))
+            answers = session.execute(query).all()
+        return self._aggregate_answers(info, answers)
+
+    @staticmethod
+    def _aggregate_answers(info: ProjectInfo, answers: Sequence[Any]) -> dict[int, agg.AggregateLabel]:
+        gold = {row[0]: row[2] for row in answers if row[3] == "review"}
+        triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
+        return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)
+
+    def _pool(self, info: ProjectInfo) -> _Pool:
+        """The project's embeddings in memory, reloaded only when an import changed them."""
+        model = self.embedder.name
+        with read_session(self.engine) as session:
+            version = session.execute(select(Project.data_version).where(Project.id == info.id)).scalar_one()
+        with self._lock:
+            cached = self._pools.get(info.id)
+            if cached is not None and cached.data_version == version and cached.model == model:
+                return cached
+        with read_session(self.engine) as session:
+            rows = session.execute(
+                select(Embedding.record_id, Embedding.vector)
+                .where(Embedding.project_id == info.id, Embedding.model == model)
+                .order_by(Embedding.record_id)
+            ).all()
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        else:
+            ids = np.zeros(0, dtype=np.int64)
+            vectors = np.zeros((0, 1), dtype=np.float32)
+        pool = _Pool(data_version=version, model=model, index=VectorIndex(ids, vectors))
+        with self._lock:
+            self._pools[info.id] = pool
+        return pool
+
+    def _predictions_for(self, info: ProjectInfo) -> _Guesses:
+        """The latest model's guess per record (empty before any model)."""
+        with read_session(self.engine) as session:
+            latest_id = session.execute(
+                select(func.max(ModelRun.id)).where(ModelRun.project_id == info.id)
+            ).scalar_one()
+        pool = self._pool(info)
+        if latest_id is None:
+            return _Guesses(pool.index, None, ())
+        with self._lock:
+            cached = self._predictions.get(info.id)
+        if cached is None or cached[0] != latest_id or cached[1] != pool.data_version:
+            with read_session(self.engine) as session:
+                blob = session.execute(
+                    select(ModelRun.model_blob).where(ModelRun.id == latest_id)
+                ).scalar_one()
+            if blob is None or len(pool.ids) == 0:
+                return _Guesses(pool.index, None, ())
+            classifier = pickle.loads(blob)  # written by this service only, never by users
+            proba = classifier.predict_proba(pool.vectors)
+            best = proba.argmax(axis=1)
+            cached = (
+                latest_id,
+                pool.data_version,
+                np.stack([best, proba[np.arange(len(best)), best]], axis=1),
+                tuple(str(c) for c in classifier.classes_),
+            )
+            with self._lock:
+                self._predictions[info.id] = cached
+        return _Guesses(pool.index, cached[2], cached[3])
+
+
+def _project_info(project: Project) -> ProjectInfo:
+    return ProjectInfo(
+        id=project.id,  # type: ignore[arg-type]
+        name=project.name,
+        labels=tuple(LabelDef(d["name"], d.get("description", "")) for d in project.labels),
+        answers_per_record=int(project.settings.get("answers_per_record", 1)),
+        strategy=str(project.settings.get("strategy", "margin-kmeans")),
+        created_at=project.created_at,
+    )
+
+
+def _run_info(run: ModelRun, project: str) -> ModelRunInfo:
+    return ModelRunInfo(
+        id=run.id,  # type: ignore[arg-type]
+        project=project,
+        created_at=run.created_at,
+        n_labels=run.n_labels,
+        strategy=run.strategy,
+        metrics=dict(run.metrics),
+        label_counts=dict(run.label_counts),
+        duration_seconds=run.duration_seconds,
+    )

@@ -1,0 +1,128 @@
+"""Plain, frozen values the service returns. No ORM rows or numpy arrays cross the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class LabelDef:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    name: str
+    labels: tuple[LabelDef, ...]
+    answers_per_record: int
+    strategy: str
+    created_at: datetime
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A record as a labeler sees it, with the model's guess and why it was picked."""
+
+    project: str
+    record_id: int
+    external_id: str
+    text: str
+    predicted_label: str | None = None
+    confidence: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    project: str
+    record_id: int
+    external_id: str
+    user: str
+    label: str
+    changed: bool  # False when the same user gave the same label before (a repeated click)
+    complete: bool  # the record now has all the answers it needs
+    retrain_started: bool = False
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    project: str
+    record_id: int
+    external_id: str
+    user: str
+    label: str  # the label that was removed
+
+
+@dataclass(frozen=True)
+class SimilarRecord:
+    record_id: int
+    external_id: str
+    text: str
+    score: float  # cosine similarity
+    label: str | None = None  # the final label if the record has one
+    predicted_label: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    project: str
+    path: str
+    rows: int
+    new_records: int
+    existing_records: int
+    annotations: int
+    embedded: int
+
+
+@dataclass(frozen=True)
+class ModelRunInfo:
+    id: int
+    project: str
+    created_at: datetime
+    n_labels: int
+    strategy: str
+    metrics: dict[str, float]  # cv_accuracy, cv_macro_f1 (absent when too few labels)
+    label_counts: dict[str, int]
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    user: str
+    answers: int
+    median_seconds: float | None = None
+    agreement: float | None = None  # share of answers equal to the aggregate label
+    estimated_accuracy: float | None = None  # Dawid-Skene, when k >= 3
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    project: str
+    total: int
+    labeled: int  # records with a final label
+    annotations: int
+    label_counts: dict[str, int]
+    annotators: tuple[AnnotatorStats, ...]  # ranked by answers, descending
+    latest_run: ModelRunInfo | None
+    remaining: int  # records that still need an answer
+    agreement: dict[str, float] = field(default_factory=dict)  # e.g. krippendorff_alpha
+
+    @property
+    def progress(self) -> float:
+        return self.labeled / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    project: str
+    path: str
+    rows: int
+    format: str
