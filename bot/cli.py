@@ -374,3 +374,46 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
+
+
+@app.command()
+@_friendly
+def serve(
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve HTTP even when SLACK_APP_TOKEN is set.")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 3000 or LABELBOT_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1 or LABELBOT_HOST).")] = None,
+) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP at /slack/events."""
+    import logging
+    import threading
+
+    from bot.app import create_app
+    from bot.server import EVENTS_PATH, SlackHTTPServer
+    from bot.settings import load_bot_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bot_settings = load_bot_settings()
+    transport = bot_settings.transport(force_http=http)
+    bot_settings.check(transport)
+    service = LabelingService(load_settings(), background=True)
+    # Load the embedding model now, off the request threads, so the first search is not slow.
+    threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
+    slack_app = create_app(bot_settings, service)
+    try:
+        if transport == "socket":
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            console.print("labelbot is connecting to Slack over Socket Mode.")
+            SocketModeHandler(slack_app, bot_settings.slack_app_token).start()
+        else:
+            server = SlackHTTPServer(
+                slack_app, host or bot_settings.http_host, port or bot_settings.http_port
+            )
+            console.print(f"labelbot listens on {server.url}{EVENTS_PATH}", highlight=False)
+            server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()

@@ -193,6 +193,14 @@ class LabelingService:
         with read_session(self.engine) as session:
             return _project_info(self._project(session, name))
 
+    def get_project_by_id(self, project_id: int) -> ProjectInfo:
+        """For clients that carry a compact id (chat buttons); ProjectNotFound when it was deleted."""
+        with read_session(self.engine) as session:
+            project = session.get(Project, project_id)
+            if project is None:
+                raise ProjectNotFound(f"#{project_id}")
+            return _project_info(project)
+
     def list_projects(self) -> list[ProjectInfo]:
         with read_session(self.engine) as session:
             return [_project_info(p) for p in session.exec(select(Project).order_by(Project.name)).scalars()]
@@ -1168,6 +1176,20 @@ class LabelingService:
             with self._lock:
                 self._predictions[info.id] = cached
         return _Guesses(pool.index, cached[2], cached[3])
+
+    # ------------------------------------------------------------------ read-only model access
+
+    def latest_classifier(self, project: str) -> EmbeddingClassifier | None:
+        """The classifier of the project's latest model run (None before the first), e.g. to evaluate it."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            blob = session.execute(
+                select(ModelRun.model_blob)
+                .where(ModelRun.project_id == info.id)
+                .order_by(ModelRun.id.desc())
+                .limit(1)
+            ).scalar()
+        return pickle.loads(blob) if blob is not None else None  # written by this service only
 
 
 def _project_info(project: Project) -> ProjectInfo:

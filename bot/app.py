@@ -1,0 +1,69 @@
+"""One App factory for Socket Mode, HTTP and the tests."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot import listeners
+from bot.labeling import Labeling
+from bot.settings import BotSettings
+from core.service import LabelingService
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def make_client(settings: BotSettings) -> WebClient:
+    """A WebClient that retries 429 (honouring Retry-After), transient 5xx and connection errors."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url or DEFAULT_API_URL,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def create_app(
+    settings: BotSettings,
+    service: LabelingService,
+    *,
+    client: WebClient | None = None,
+    token_verification: bool = True,
+    workers: int = 32,
+) -> App:
+    """The bolt App with every listener registered.
+
+    Listeners run on a pool of ``workers`` threads after their ack, so a slow Web API call (or a 429
+    back-off) for one user never delays another user's click.
+    """
+    app = App(
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret,
+        client=client or make_client(settings),
+        token_verification_enabled=token_verification,
+        listener_executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener"),
+        logger=logging.getLogger("labelbot.bolt"),
+    )
+    labeling = Labeling(service, admins=settings.admins)
+
+    @app.middleware
+    def inject_labeling(context: BoltContext, next) -> None:  # type: ignore[no-untyped-def]
+        # Listeners reach the service through Bolt's context, never through globals.
+        context["labeling"] = labeling
+        next()
+
+    listeners.register(app)
+    return app

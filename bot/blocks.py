@@ -1,0 +1,1002 @@
+"""Block Kit rendering: pure functions from ``core.types`` values to Slack message and view dicts.
+
+No Slack SDK calls and no I/O. Message functions return ``{"text": fallback, "blocks": [...]}``; modal and
+App Home functions return a complete view dict. Everything that came from users or data files (record
+text, project and label names, reasons, queries) is escaped before it goes into ``mrkdwn`` and cut to
+Slack's documented limits, so a record containing ``<!channel>`` never pings anyone and a 10,000-character
+record never makes Slack reject the message. ``mrkdwn`` text objects are sent with ``verbatim: true`` so
+Slack does not auto-link bare URLs, channel names or ``@here`` either. ``plain_text`` is never parsed by
+Slack, so it is only cut, not escaped.
+
+:func:`validate_message` and :func:`validate_view` check a rendered dict against those limits; the tests
+run every renderer through them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import ids
+from core.types import (
+    AnnotatorStats,
+    LabelDef,
+    ModelRunInfo,
+    ProjectInfo,
+    ProjectStatus,
+    RecordView,
+    SimilarRecord,
+)
+
+# Slack's documented limits (https://api.slack.com/reference/block-kit). Lengths are counted in UTF-16
+# code units (see slack_len), which is never less than the character count Slack documents.
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_ACTIONS_ELEMENTS = 25
+MAX_CONTEXT_ELEMENTS = 10
+MAX_SECTION_FIELDS = 10
+SECTION_TEXT_LIMIT = 3000
+SECTION_FIELD_LIMIT = 2000
+CONTEXT_TEXT_LIMIT = 3000
+HEADER_LIMIT = 150
+BUTTON_TEXT_LIMIT = 75
+BUTTON_VALUE_LIMIT = 2000
+URL_LIMIT = 3000
+OPTION_TEXT_LIMIT = 75
+OPTION_VALUE_LIMIT = 150
+OPTION_DESCRIPTION_LIMIT = 75
+OPTION_GROUP_LABEL_LIMIT = 75
+SELECT_OPTIONS_LIMIT = 100
+OPTION_GROUPS_LIMIT = 100
+CHECKBOX_OPTIONS_LIMIT = 10
+PLACEHOLDER_LIMIT = 150
+INPUT_LABEL_LIMIT = 2000
+MODAL_TITLE_LIMIT = 24  # also submit and close
+PRIVATE_METADATA_LIMIT = 3000
+ID_LIMIT = 255
+MESSAGE_TEXT_LIMIT = 40000
+
+# Our own choices.
+BUTTON_LIMIT = 5  # label sets up to this size get one button per label, larger ones a select menu
+MAX_SELECTABLE_LABELS = SELECT_OPTIONS_LIMIT * OPTION_GROUPS_LIMIT  # what one static_select can hold
+FALLBACK_LIMIT = 3000  # notification text; Slack would take 40,000 but nobody reads that in a toast
+SNIPPET_LIMIT = 200  # record text in modal result lists
+REASON_LIMIT = 1000
+USER_LIMIT = 80  # a non-Slack annotator name (e.g. from an import), shown escaped
+MAX_SIMILAR_RESULTS = 40  # records listed in the similar/search modal (one section each)
+MAX_HOME_PROJECTS = 30  # three blocks per project in the App Home
+STATUS_LABEL_LIMIT = 20
+LONG_MARKER_MIN = 300  # limits below this get a bare "…" instead of the "(truncated, N more …)" marker
+
+_SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{1,30}$")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_ENTITY_RE = re.compile(r"&(?:amp|lt|gt);")
+_WS_RE = re.compile(r"\s+")
+
+Block = dict[str, Any]
+Message = dict[str, Any]
+View = dict[str, Any]
+
+# ------------------------------------------------------------------------------------------ text helpers
+
+
+def _clean(text: object) -> str:
+    """``str(text)`` with lone UTF-16 surrogates replaced: they cannot be sent as JSON to Slack."""
+    text = "" if text is None else str(text)
+    if _SURROGATE_RE.search(text):
+        # Round-trip through UTF-16: valid pairs become one code point, lone halves become U+FFFD.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def slack_len(text: str) -> int:
+    """Length in UTF-16 code units: an emoji outside the BMP counts 2. Never below ``len(text)``, so a
+    text within this length is within Slack's limit whichever way Slack counts."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>`` as Slack requires, so user data can't mention, link or ping."""
+    return _clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _is_extender(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        unicodedata.category(ch) in ("Mn", "Me", "Mc")  # combining marks
+        or cp == 0x200D  # zero-width joiner
+        or 0xFE00 <= cp <= 0xFE0F  # variation selectors (emoji presentation)
+        or 0x1F3FB <= cp <= 0x1F3FF  # skin-tone modifiers
+        or 0xE0020 <= cp <= 0xE007F  # tag characters (subdivision flags)
+        or 0xE0100 <= cp <= 0xE01EF
+    )
+
+
+def _is_regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _splits_cluster(text: str, i: int) -> bool:
+    """Whether cutting ``text`` before index ``i`` would split a user-perceived character."""
+    if i <= 0 or i >= len(text):
+        return False
+    before, after = text[i - 1], text[i]
+    if _is_extender(after) or before == "\u200d" or (before == "\r" and after == "\n"):
+        return True
+    if _is_regional(before) and _is_regional(after):
+        run = 0  # flags are pairs of regional indicators: don't cut inside a pair
+        while run < i and _is_regional(text[i - 1 - run]):
+            run += 1
+        return run % 2 == 1
+    return False
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """Move ``cut`` left until it is neither inside an escape sequence nor inside a character cluster."""
+    while True:
+        moved = cut
+        for m in _ENTITY_RE.finditer(text, max(0, moved - 4), moved + 4):
+            if m.start() < moved < m.end():
+                moved = m.start()
+        while _splits_cluster(text, moved):
+            moved -= 1
+        if moved == cut:
+            return cut
+        cut = moved
+
+
+def _visible_len(text: str) -> int:
+    """Characters as a reader sees them: an escape sequence counts as one."""
+    return len(text) - 4 * text.count("&amp;") - 3 * (text.count("&lt;") + text.count("&gt;"))
+
+
+def _long_marker(n: int) -> str:
+    return f"… (truncated, {n:,} more character{'' if n == 1 else 's'})"
+
+
+def truncate(text: str, limit: int, *, marker: str | None = None) -> str:
+    """Cut ``text`` to at most ``limit`` (in :func:`slack_len` units), marker included.
+
+    The cut never falls inside ``&amp;``/``&lt;``/``&gt;`` nor inside a character cluster (combining
+    marks, emoji with modifiers or joiners, flags). The marker defaults to
+    ``"… (truncated, N more characters)"`` for limits of at least 300 and to ``"…"`` below that.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    text = _clean(text)
+    if slack_len(text) <= limit:
+        return text
+
+    def make(remaining: int) -> str:
+        if marker is not None:
+            return marker
+        return _long_marker(remaining) if limit >= LONG_MARKER_MIN else "…"
+
+    mark = make(_visible_len(text))  # the longest the marker can get
+    if slack_len(mark) >= limit:
+        mark = "…"
+    budget = limit - slack_len(mark)
+    cut, used = len(text), 0
+    for i, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > budget:
+            cut = i
+            break
+    kept = text[: _safe_cut(text, cut)].rstrip()
+    final = make(_visible_len(text[len(kept):]))  # fewer digits than the estimate, so it still fits
+    return kept + (final if slack_len(final) <= slack_len(mark) else mark)
+
+
+def mrkdwn_text(text: str, limit: int = SECTION_TEXT_LIMIT) -> str:
+    """Escape, then cut to ``limit`` with the marker counted in."""
+    return truncate(escape_mrkdwn(text), limit)
+
+
+def mention(user: str) -> str:
+    """``<@U123>`` for a Slack user id, the escaped (and shortened) name for anything else."""
+    user = _clean(user)
+    if _SLACK_USER_RE.match(user):
+        return f"<@{user}>"
+    return mrkdwn_text(user, USER_LIMIT) or "(unknown)"
+
+
+def _snippet(text: str, limit: int) -> str:
+    """One line of escaped text: whitespace collapsed so quotes and lists stay intact."""
+    return mrkdwn_text(_WS_RE.sub(" ", _clean(text)).strip(), limit)
+
+
+def _plain(text: str, limit: int, *, default: str = "…") -> dict[str, Any]:
+    text = _clean(text)
+    if not text.strip():
+        text = default  # Slack rejects empty text objects
+    return {"type": "plain_text", "text": truncate(text, limit), "emoji": True}
+
+
+def _md(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text or " ", "verbatim": True}
+
+
+def _section(text: str, block_id: str | None = None) -> Block:
+    block: Block = {"type": "section", "text": _md(text)}
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def _context(texts: Sequence[str], block_id: str | None = None) -> Block:
+    block: Block = {"type": "context", "elements": [_md(t) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def _header(text: str, block_id: str | None = None) -> Block:
+    block: Block = {"type": "header", "text": _plain(text, HEADER_LIMIT)}
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "text": _plain(text, BUTTON_TEXT_LIMIT),
+                              "action_id": action_id, "value": value}
+    if style is not None:
+        button["style"] = style
+    return button
+
+
+def _message(fallback: str, blocks: list[Block]) -> Message:
+    """``fallback`` is already escaped mrkdwn."""
+    return {"text": truncate(fallback, FALLBACK_LIMIT) or "labelbot", "blocks": blocks}
+
+
+def _lines_to_sections(lines: Sequence[str], *, max_sections: int, more: Callable[[int], str]) -> list[str]:
+    """Pack lines into section texts of at most 3000 characters. When ``max_sections`` are full, the
+    lines left over are summarised by ``more(n_left)`` at the end of the last section."""
+    lines = [truncate(line, SECTION_TEXT_LIMIT // 2) for line in lines]
+    sections: list[list[str]] = [[]]
+    size = 0  # slack_len of the current section's text
+    for k, line in enumerate(lines):
+        current = sections[-1]
+        if not current or size + 1 + slack_len(line) <= SECTION_TEXT_LIMIT:
+            size += slack_len(line) + (1 if current else 0)
+            current.append(line)
+            continue
+        if len(sections) < max(max_sections, 1):
+            sections.append([line])
+            size = slack_len(line)
+            continue
+        hidden = len(lines) - k
+        while current and size + 1 + slack_len(more(hidden)) > SECTION_TEXT_LIMIT:
+            size -= slack_len(current.pop()) + 1
+            hidden += 1
+        current.append(more(hidden))
+        break
+    return ["\n".join(section) for section in sections if section]
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def _pct(value: float | None, digits: int = 0) -> str | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return f"{min(max(value, 0.0), 1.0):.{digits}%}"
+
+
+def _num(value: float | None, digits: int = 2) -> str | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return f"{value:.{digits}f}"
+
+
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(moment: datetime) -> str:
+    """A Slack date token: shown in each reader's time zone, with a UTC fallback."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the store writes UTC; SQLite drops the zone
+    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def _bar(fraction: float, width: int = 10) -> str:
+    filled = round(min(max(fraction, 0.0), 1.0) * width)
+    return "▓" * filled + "░" * (width - filled)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _guess_text(label: str | None, confidence: float | None) -> str:
+    if label is None:
+        return "No model yet"
+    text = f"Model guess: *{mrkdwn_text(label, 300)}*"
+    pct = _pct(confidence)
+    return f"{text} ({pct})" if pct else text
+
+
+def _record_title(project_name: str, record: RecordView) -> str:
+    suffix = f" — record {truncate(_clean(record.external_id), 40)}"
+    return truncate(_clean(project_name), HEADER_LIMIT - slack_len(suffix)) + suffix
+
+
+# ----------------------------------------------------------------------------------------------- cards
+
+
+def _record_blocks(card: str, project_name: str, record: RecordView, nonce: str) -> list[Block]:
+    text = mrkdwn_text(record.text) if _clean(record.text).strip() else "_(this record has no text)_"
+    return [
+        _header(_record_title(project_name, record), ids.card_block_id(card, ids.PART_HEADER, nonce)),
+        _section(text, ids.card_block_id(card, ids.PART_TEXT, nonce)),
+    ]
+
+
+def _option(text: str, value: str, description: str = "") -> dict[str, Any]:
+    option: dict[str, Any] = {"text": _plain(text, OPTION_TEXT_LIMIT), "value": value}
+    if _clean(description).strip():
+        option["description"] = _plain(description, OPTION_DESCRIPTION_LIMIT)
+    return option
+
+
+def _label_select(
+    labels: Sequence[LabelDef],
+    value_of: Callable[[int, LabelDef], str],
+    *,
+    action_id: str,
+    placeholder: str,
+    initial: str | None = None,
+) -> dict[str, Any]:
+    """A static_select of all labels; option groups of 100 when there are more than 100."""
+    options = [_option(label.name, value_of(i, label), label.description)
+               for i, label in enumerate(labels[:MAX_SELECTABLE_LABELS])]
+    select: dict[str, Any] = {"type": "static_select", "action_id": action_id,
+                              "placeholder": _plain(placeholder, PLACEHOLDER_LIMIT)}
+    if len(options) <= SELECT_OPTIONS_LIMIT:
+        select["options"] = options
+    else:
+        n = len(options)
+        step = SELECT_OPTIONS_LIMIT
+        select["option_groups"] = [
+            {"label": _plain(f"Labels {start + 1}–{min(start + step, n)}", OPTION_GROUP_LABEL_LIMIT),
+             "options": options[start:start + step]}
+            for start in range(0, n, step)
+        ]
+    names = [label.name for label in labels[:MAX_SELECTABLE_LABELS]]
+    if initial is not None and initial in names:
+        select["initial_option"] = options[names.index(initial)]
+    return select
+
+
+def label_card(project: ProjectInfo, record: RecordView, *, nonce: str) -> Message:
+    """The card a labeler answers: record text, the model's guess, label buttons or a select, Skip and
+    Show similar. Re-render with a new ``nonce`` whenever the card is updated in place."""
+    ids.check_nonce(nonce)
+    blocks = _record_blocks(ids.CARD_LABEL, project.name, record, nonce)
+    context = [_guess_text(record.predicted_label, record.confidence)]
+    if _clean(record.reason).strip():
+        context.append("Why this record: " + mrkdwn_text(record.reason, REASON_LIMIT))
+    blocks.append(_context(context, ids.card_block_id(ids.CARD_LABEL, ids.PART_CONTEXT, nonce)))
+
+    record_value = ids.encode_record_value(project.id, project.name, record.record_id)
+    controls = [
+        _button("Skip", ids.ACTION_SKIP, record_value),
+        _button("Show similar", ids.ACTION_SHOW_SIMILAR, record_value),
+    ]
+
+    def value_of(i: int, label: LabelDef) -> str:
+        return ids.encode_label_value(project.id, project.name, record.record_id, i, label.name)
+
+    labels = project.labels
+    labels_id = ids.card_block_id(ids.CARD_LABEL, ids.PART_LABELS, nonce)
+    controls_id = ids.card_block_id(ids.CARD_LABEL, ids.PART_CONTROLS, nonce)
+    if not labels:
+        blocks.append({"type": "actions", "block_id": controls_id, "elements": controls})
+    elif len(labels) <= BUTTON_LIMIT:
+        buttons = [
+            _button(label.name, ids.label_choice_action_id(i), value_of(i, label),
+                    style="primary" if label.name == record.predicted_label else None)
+            for i, label in enumerate(labels)
+        ]
+        blocks.append({"type": "actions", "block_id": labels_id, "elements": buttons})
+        blocks.append({"type": "actions", "block_id": controls_id, "elements": controls})
+    else:
+        # Not preselecting the guess: picking the preselected option would fire no action at all.
+        placeholder = "Choose a label"
+        if record.predicted_label is not None:
+            placeholder += f" (model guess: {record.predicted_label})"
+        select = _label_select(labels, value_of, action_id=ids.ACTION_LABEL_SELECT, placeholder=placeholder)
+        blocks.append({"type": "actions", "block_id": labels_id, "elements": [select, *controls]})
+        if len(labels) > MAX_SELECTABLE_LABELS:
+            blocks.append(_context(
+                [f"Only the first {MAX_SELECTABLE_LABELS:,} of {len(labels):,} labels fit in this menu."],
+                ids.card_block_id(ids.CARD_LABEL, ids.PART_NOTE, nonce)))
+    fallback = f"{escape_mrkdwn(project.name)}: {_snippet(record.text, SNIPPET_LIMIT) or 'a record to label'}"
+    return _message(fallback, blocks)
+
+
+def answered_card(
+    project: ProjectInfo, record: RecordView, *, label: str, user_id: str, nonce: str, complete: bool
+) -> Message:
+    """The card after an answer: who chose which label, and an Undo button."""
+    ids.check_nonce(nonce)
+    blocks = _record_blocks(ids.CARD_ANSWERED, project.name, record, nonce)
+    status = "this record is complete" if complete else "waiting for more answers from others"
+    blocks.append(_context([f"✅ Labeled *{mrkdwn_text(label, 300)}* by {mention(user_id)} · {status}"],
+                           ids.card_block_id(ids.CARD_ANSWERED, ids.PART_CONTEXT, nonce)))
+    value = ids.encode_record_value(project.id, project.name, record.record_id)
+    controls_id = ids.card_block_id(ids.CARD_ANSWERED, ids.PART_CONTROLS, nonce)
+    undo = _button("Undo", ids.ACTION_UNDO, value)
+    blocks.append({"type": "actions", "block_id": controls_id, "elements": [undo]})
+    fallback = f"Labeled {escape_mrkdwn(label)}: {_snippet(record.text, SNIPPET_LIMIT)}"
+    return _message(fallback, blocks)
+
+
+def stale_card(
+    project_name: str | None, record: RecordView | None, reason: str, *, nonce: str = "0"
+) -> Message:
+    """A card that no longer takes answers (record complete, project gone); it has no buttons."""
+    ids.check_nonce(nonce)
+    note = f"⚠️ {mrkdwn_text(reason, REASON_LIMIT) or 'This record no longer needs an answer.'}"
+    if record is not None:
+        name = project_name or record.project or "Unknown project"
+        blocks = _record_blocks(ids.CARD_STALE, name, record, nonce)
+    else:
+        title = "Record no longer available"
+        if project_name:
+            title = f"{project_name} — record no longer available"
+        blocks = [_header(title, ids.card_block_id(ids.CARD_STALE, ids.PART_HEADER, nonce))]
+    blocks.append(_context([note], ids.card_block_id(ids.CARD_STALE, ids.PART_CONTEXT, nonce)))
+    return _message(note, blocks)
+
+
+def notice(text: str) -> Message:
+    """A short ephemeral reply; ``text`` is escaped."""
+    body = mrkdwn_text(text) or "…"
+    return _message(body, [_section(body)])
+
+
+# ---------------------------------------------------------------------------------------------- modals
+
+
+def _similar_status(item: SimilarRecord) -> str:
+    if item.label is not None:
+        return f"labeled *{mrkdwn_text(item.label, 300)}*"
+    if item.predicted_label is not None:
+        return _guess_text(item.predicted_label, item.confidence).replace("Model guess", "model guess", 1)
+    return "not labeled yet"
+
+
+def _similar_status_plain(item: SimilarRecord) -> str:
+    if item.label is not None:
+        return f"labeled {item.label}"
+    if item.predicted_label is not None:
+        pct = _pct(item.confidence)
+        return f"guess {item.predicted_label}" + (f" ({pct})" if pct else "")
+    return "not labeled yet"
+
+
+def similar_modal(
+    project: ProjectInfo,
+    source: RecordView | None,
+    query_text: str | None,
+    results: Sequence[SimilarRecord],
+    *,
+    callback_id: str = ids.CALLBACK_SIMILAR_MODAL,
+    title: str = "Similar records",
+    channel: str | None = None,
+    message_ts: str | None = None,
+) -> View:
+    """Modal listing the nearest records with checkboxes and a label menu ("Apply label").
+
+    Records that already have a label are listed and tickable too (their label is shown): applying a
+    label adds the clicker's answer, or changes the answer they gave before; the service leaves records
+    that are already complete from others' answers untouched. The first ``MAX_SIMILAR_RESULTS`` results
+    are shown. ``private_metadata`` carries the project and source record (see ``ids.parse_modal_metadata``).
+    """
+    results = list(results)[:MAX_SIMILAR_RESULTS]
+    blocks: list[Block] = []
+    if source is not None:
+        intro = (f"Records most similar to record {mrkdwn_text(source.external_id, 100)}:\n"
+                 f">{_snippet(source.text, SNIPPET_LIMIT) or '_(no text)_'}")
+    elif query_text is not None:
+        intro = (f"Records matching “{_snippet(query_text, SNIPPET_LIMIT)}” "
+                 f"in *{mrkdwn_text(project.name, 500)}*:")
+    else:
+        intro = f"Records in *{mrkdwn_text(project.name, 500)}*:"
+    blocks.append(_section(intro, "intro"))
+    if not results:
+        blocks.append(_section("No similar records found. Records are searchable once they are embedded.",
+                               "empty"))
+    else:
+        blocks.append({"type": "divider", "block_id": "divider"})
+    for i, item in enumerate(results, start=1):
+        score = _num(item.score) or "n/a"
+        text = (f"*{i}.* {_snippet(item.text, SNIPPET_LIMIT) or '_(no text)_'}\n"
+                f"similarity {score} · {_similar_status(item)} · record {mrkdwn_text(item.external_id, 100)}")
+        blocks.append(_section(text, f"result.{i}"))
+
+    metadata = ids.encode_modal_metadata(project.id, project.name, source.record_id if source else None,
+                                         channel=channel, message_ts=message_ts)
+    view: View = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": _plain(title, MODAL_TITLE_LIMIT),
+        "close": _plain("Cancel", MODAL_TITLE_LIMIT),
+        "private_metadata": metadata,
+        "blocks": blocks,
+    }
+    if not results or not project.labels:
+        return view
+
+    chunks = [results[k:k + CHECKBOX_OPTIONS_LIMIT] for k in range(0, len(results), CHECKBOX_OPTIONS_LIMIT)]
+    for k, chunk in enumerate(chunks):
+        first = k * CHECKBOX_OPTIONS_LIMIT + 1
+        label = "Records to label" if len(chunks) == 1 else f"Records {first}–{first + len(chunk) - 1}"
+        options = [_option(f"{first + j}. {_WS_RE.sub(' ', _clean(item.text)).strip()}",
+                           ids.encode_record_option(item.record_id), _similar_status_plain(item))
+                   for j, item in enumerate(chunk)]
+        # Optional so the server answers with a readable error (similar_errors) instead of Slack's own.
+        blocks.append({"type": "input", "block_id": ids.similar_records_block_id(k), "optional": True,
+                       "label": _plain(label, INPUT_LABEL_LIMIT),
+                       "element": {"type": "checkboxes", "action_id": ids.ACTION_SIMILAR_RECORDS,
+                                   "options": options}})
+    blocks.append(_context(["Already-labeled records can be ticked too: your answer is added, or changed if "
+                            "you answered before. Records that already have all their answers are left as "
+                            "they are."], "note"))
+    initial = source.predicted_label if source is not None else None
+    select = _label_select(project.labels, lambda i, label: ids.encode_label_option(i, label.name),
+                           action_id=ids.ACTION_SIMILAR_LABEL, placeholder="Choose a label", initial=initial)
+    blocks.append({"type": "input", "block_id": ids.BLOCK_SIMILAR_LABEL, "optional": True,
+                   "label": _plain("Label to apply", INPUT_LABEL_LIMIT), "element": select})
+    view["submit"] = _plain("Apply label", MODAL_TITLE_LIMIT)
+    return view
+
+
+def search_results_modal(
+    project: ProjectInfo,
+    query_text: str,
+    results: Sequence[SimilarRecord],
+    *,
+    channel: str | None = None,
+    message_ts: str | None = None,
+) -> View:
+    """``/label search <text>``: the similar modal for free text, with its own callback id."""
+    return similar_modal(project, None, query_text, results, callback_id=ids.CALLBACK_SEARCH_MODAL,
+                         title="Search results", channel=channel, message_ts=message_ts)
+
+
+def parse_similar_submission(
+    view_state_values: Mapping[str, Any], label_names: Sequence[str]
+) -> tuple[list[int], str | None]:
+    """Ticked record ids (in display order, no repeats) and the chosen label name (None if none).
+
+    ``view_state_values`` is ``view["state"]["values"]`` of the submission; ``label_names`` are the
+    project's current labels. Raises ``ValueError`` on a malformed payload or a label set that changed.
+    """
+    if not isinstance(view_state_values, Mapping):
+        raise ValueError("Malformed view state: expected a mapping.")
+    prefix = ids.BLOCK_SIMILAR_RECORDS + "."
+    chunks: list[tuple[int, Any]] = []
+    for block_id, actions in view_state_values.items():
+        if isinstance(block_id, str) and block_id.startswith(prefix):
+            suffix = block_id[len(prefix):]
+            if not (suffix.isascii() and suffix.isdigit() and len(suffix) <= 3):
+                raise ValueError(f"Malformed view state: unexpected block {block_id[:40]!r}.")
+            chunks.append((int(suffix), actions))
+    record_ids: list[int] = []
+    for _, actions in sorted(chunks, key=lambda chunk: chunk[0]):
+        state = _state(actions, ids.ACTION_SIMILAR_RECORDS)
+        selected = state.get("selected_options") or []
+        if not isinstance(selected, list):
+            raise ValueError("Malformed view state: selected_options is not a list.")
+        for option in selected:
+            if not isinstance(option, Mapping):
+                raise ValueError("Malformed view state: an option is not an object.")
+            record_ids.append(ids.parse_record_option(option.get("value")))
+    label_state = _state(view_state_values.get(ids.BLOCK_SIMILAR_LABEL, {}), ids.ACTION_SIMILAR_LABEL)
+    chosen = label_state.get("selected_option")
+    label = None
+    if chosen:
+        if not isinstance(chosen, Mapping):
+            raise ValueError("Malformed view state: selected_option is not an object.")
+        label = ids.parse_label_option(chosen.get("value")).label(label_names)
+    return list(dict.fromkeys(record_ids)), label
+
+
+def _state(actions: Any, action_id: str) -> Mapping[str, Any]:
+    if not isinstance(actions, Mapping):
+        raise ValueError("Malformed view state: a block's state is not an object.")
+    state = actions.get(action_id) or {}
+    if not isinstance(state, Mapping):
+        raise ValueError("Malformed view state: an element's state is not an object.")
+    return state
+
+
+def similar_errors(record_ids: Sequence[int], label: str | None) -> dict[str, Any] | None:
+    """The ``response_action: errors`` answer for an incomplete submission, or None when it is complete."""
+    errors: dict[str, str] = {}
+    if not record_ids:
+        errors[ids.similar_records_block_id(0)] = "Tick at least one record"
+    if label is None:
+        errors[ids.BLOCK_SIMILAR_LABEL] = "Choose a label"
+    return {"response_action": "errors", "errors": errors} if errors else None
+
+
+# -------------------------------------------------------------------------------------- status messages
+
+
+def _ranked(annotators: Sequence[AnnotatorStats]) -> list[tuple[int, AnnotatorStats]]:
+    """Competition ranking by answers: ties share a rank (1, 2, 2, 4)."""
+    ordered = sorted(annotators, key=lambda a: -a.answers)  # stable: keeps the service's tie order
+    ranked = []
+    for i, stats in enumerate(ordered):
+        rank = ranked[-1][0] if i and stats.answers == ordered[i - 1].answers else i + 1
+        ranked.append((rank, stats))
+    return ranked
+
+
+def _progress_text(status: ProjectStatus) -> str:
+    pct = _pct(status.progress, 1) or "0.0%"
+    return (f"*Progress:* {status.labeled:,} of {_plural(status.total, 'record')} labeled ({pct}) · "
+            f"{status.remaining:,} still need answers · {_plural(status.annotations, 'answer')} in all\n"
+            f"{_bar(status.progress)}")
+
+
+def _model_text(run: ModelRunInfo | None) -> str:
+    if run is None:
+        return "*Model:* not trained yet (it needs answers for at least two labels)."
+    scores = []
+    if (acc := _pct(run.metrics.get("cv_accuracy"), 1)) is not None:
+        scores.append(f"CV accuracy {acc}")
+    if (f1 := _num(run.metrics.get("cv_macro_f1"), 3)) is not None:
+        scores.append(f"macro-F1 {f1}")
+    quality = " · ".join(scores) if scores else "too few labels to cross-validate"
+    return (f"*Latest model:* {quality}\nTrained {_when(run.created_at)} on {_plural(run.n_labels, 'label')} "
+            f"({mrkdwn_text(run.strategy, 100)}, {_duration(run.duration_seconds) or 'n/a'})")
+
+
+_AGREEMENT_NAMES = {"krippendorff_alpha": "Krippendorff's α"}
+
+
+def _agreement_text(agreement: Mapping[str, float]) -> str | None:
+    parts = []
+    for key, value in agreement.items():
+        shown = _num(value)
+        if shown is not None:
+            name = _AGREEMENT_NAMES.get(key) or mrkdwn_text(str(key).replace("_", " "), 100)
+            parts.append(f"{name} {shown}")
+    return "*Agreement:* " + " · ".join(parts) if parts else None
+
+
+def _annotator_line(rank: int, stats: AnnotatorStats, *, detail: bool) -> str:
+    line = f"{rank}. {mention(stats.user)} — {_plural(stats.answers, 'answer')}"
+    if detail:
+        if (median := _duration(stats.median_seconds)) is not None:
+            line += f" · median {median} per answer"
+        if (agree := _pct(stats.agreement)) is not None:
+            line += f" · agreement {agree}"
+        if (accuracy := _pct(stats.estimated_accuracy)) is not None:
+            line += f" · est. accuracy {accuracy}"
+    return line
+
+
+def status_message(
+    status: ProjectStatus, *, top_n: int = 5, label_limit: int = STATUS_LABEL_LIMIT
+) -> Message:
+    """``/label status``: progress, per-label counts, model quality, agreement and top labelers."""
+    blocks: list[Block] = [_header(f"Status: {status.project}", "status.hdr"),
+                           _section(_progress_text(status), "status.progress")]
+
+    counts = sorted(status.label_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    lines = [f"• {mrkdwn_text(name, 300)} — {count:,}" for name, count in counts[:max(label_limit, 0)]]
+    if len(counts) > len(lines):
+        lines.append(f"… and {len(counts) - len(lines):,} more labels")
+    label_texts = _lines_to_sections(["*Labels*", *lines] if lines else ["*Labels:* _none yet_"],
+                                     max_sections=10, more=lambda n: f"… and {n:,} more lines")
+    blocks += [_section(text, f"status.labels.{i}") for i, text in enumerate(label_texts)]
+
+    blocks.append(_section(_model_text(status.latest_run), "status.model"))
+    if (agreement := _agreement_text(status.agreement)) is not None:
+        blocks.append(_section(agreement, "status.agreement"))
+
+    ranked = _ranked(status.annotators)
+    shown = ranked[:max(top_n, 0)]
+    people = [_annotator_line(rank, stats, detail=False) for rank, stats in shown]
+    if len(ranked) > len(shown):
+        people.append(f"… and {len(ranked) - len(shown):,} more (`/label leaderboard`)")
+    people = ["*Top labelers*", *people] if people else ["*Top labelers:* _nobody yet_"]
+    people_texts = _lines_to_sections(people,
+                                      max_sections=MAX_MESSAGE_BLOCKS - len(blocks) - 1,
+                                      more=lambda n: f"… and {n:,} more (`/label leaderboard`)")
+    blocks += [_section(text, f"status.people.{i}") for i, text in enumerate(people_texts)]
+
+    pct = _pct(status.progress, 1) or "0.0%"
+    fallback = (f"{escape_mrkdwn(status.project)}: {status.labeled:,}/{status.total:,} labeled ({pct}), "
+                f"{status.remaining:,} remaining")
+    return _message(fallback, blocks)
+
+
+def leaderboard_message(status: ProjectStatus, *, limit: int = 10) -> Message:
+    """``/label leaderboard``: annotators ranked by answers, with speed and agreement."""
+    blocks: list[Block] = [_header(f"Leaderboard: {status.project}", "board.hdr")]
+    ranked = _ranked(status.annotators)
+    lines = [_annotator_line(rank, stats, detail=True) for rank, stats in ranked[:max(limit, 0)]]
+    if len(ranked) > len(lines):
+        lines.append(f"… and {len(ranked) - len(lines):,} more")
+    if not lines:
+        lines = ["No answers yet. Be the first: `/label next`"]
+    texts = _lines_to_sections(lines, max_sections=MAX_MESSAGE_BLOCKS - 1, more=lambda n: f"… and {n:,} more")
+    blocks += [_section(text, f"board.{i}") for i, text in enumerate(texts)]
+    fallback = f"Leaderboard for {escape_mrkdwn(status.project)}: {_plural(len(ranked), 'labeler')}"
+    return _message(fallback, blocks)
+
+
+_COMMANDS = [
+    ("/label next [n]", "get the next record to label (or the next n)"),
+    ("/label status", "progress, label counts, model quality and top labelers"),
+    ("/label leaderboard", "who labeled how much, how fast and how consistently"),
+    ("/label search <text>", "find records like <text> and label several at once"),
+    ("/label help", "this help"),
+]
+_ADMIN_COMMANDS = [
+    ("/label retrain", "retrain the model now and refresh the queue"),
+    ("/label export", "export the labels collected so far"),
+    ("/label project NAME", "make NAME this channel's project"),
+]
+
+
+def help_message(is_admin: bool) -> Message:
+    """``/label help``; admins also see the admin-only subcommands."""
+    def lines(commands: list[tuple[str, str]]) -> str:
+        return "\n".join(f"• `{escape_mrkdwn(cmd)}` — {escape_mrkdwn(text)}" for cmd, text in commands)
+
+    blocks = [_header("labelbot commands", "help.hdr"), _section(lines(_COMMANDS), "help.all")]
+    if is_admin:
+        blocks.append(_section("*Admin only*\n" + lines(_ADMIN_COMMANDS), "help.admin"))
+    else:
+        blocks.append(_context(["Admins can also retrain the model, export labels and switch projects."],
+                               "help.note"))
+    return _message("labelbot commands: next, status, leaderboard, search, help", blocks)
+
+
+# ------------------------------------------------------------------------------------------------ home
+
+
+def home_view(projects: Sequence[tuple[ProjectInfo, ProjectStatus]], user_id: str) -> View:
+    """The App Home tab: per project progress, the user's answers and rank, model quality, Start labeling."""
+    blocks: list[Block] = [
+        _header("labelbot", "home.hdr"),
+        _section("Label records for your team's projects; the model learns from every answer. "
+                 "Type `/label help` for commands.", "home.intro"),
+    ]
+    if not projects:
+        blocks.append(_section("No projects yet. An admin can create one with `labelbot init`.",
+                               "home.empty"))
+    for i, (info, status) in enumerate(projects[:MAX_HOME_PROJECTS]):
+        ranked = _ranked(status.annotators)
+        mine = next(((rank, stats) for rank, stats in ranked if stats.user == user_id), None)
+        you = (f"You: {_plural(mine[1].answers, 'answer')} · rank #{mine[0]} of {len(ranked):,}" if mine
+               else "You have not labeled here yet.")
+        pct = _pct(status.progress, 1) or "0.0%"
+        text = (f"*{mrkdwn_text(info.name, 1000)}*\n{_bar(status.progress)} {pct} labeled "
+                f"({status.labeled:,} of {status.total:,}) · {status.remaining:,} still need answers\n{you}")
+        section = _section(text, f"home.project.{i}")
+        section["accessory"] = _button("Start labeling", ids.ACTION_START_LABELING,
+                                       ids.encode_project_value(info.id, info.name), style="primary")
+        blocks += [{"type": "divider", "block_id": f"home.div.{i}"}, section,
+                   _context([_model_text(status.latest_run).replace("\n", " · ")], f"home.model.{i}")]
+    if len(projects) > MAX_HOME_PROJECTS:
+        blocks.append(_context([f"… and {len(projects) - MAX_HOME_PROJECTS:,} more projects: "
+                                "use `/label project NAME` in a channel."], "home.more"))
+    return {"type": "home", "blocks": blocks}
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+_TEXT_KEYS = {"plain_text": {"type", "text", "emoji"}, "mrkdwn": {"type", "text", "verbatim"}}
+
+
+def _check_len(value: Any, limit: int, path: str, problems: list[str], *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value:
+        problems.append(f"{path}: expected a non-empty string")
+    elif slack_len(value) > limit:
+        problems.append(f"{path}: {slack_len(value)} characters, limit {limit}")
+
+
+def _check_text(obj: Any, limit: int, path: str, problems: list[str], *, plain_only: bool = False) -> None:
+    if not isinstance(obj, Mapping) or obj.get("type") not in _TEXT_KEYS:
+        problems.append(f"{path}: not a plain_text or mrkdwn text object")
+        return
+    if plain_only and obj["type"] != "plain_text":
+        problems.append(f"{path}: must be plain_text")
+    if set(obj) - _TEXT_KEYS[obj["type"]]:
+        problems.append(f"{path}: unexpected keys {sorted(set(obj) - _TEXT_KEYS[obj['type']])}")
+    _check_len(obj.get("text"), limit, f"{path}.text", problems)
+
+
+def _check_options(
+    options: Any, limit: int, path: str, problems: list[str], *, plain_only: bool
+) -> list[Any]:
+    if not isinstance(options, list) or not 1 <= len(options) <= limit:
+        problems.append(f"{path}: expected 1-{limit} options")
+        return []
+    for j, option in enumerate(options):
+        p = f"{path}[{j}]"
+        if not isinstance(option, Mapping):
+            problems.append(f"{p}: not an object")
+            continue
+        _check_text(option.get("text"), OPTION_TEXT_LIMIT, f"{p}.text", problems, plain_only=plain_only)
+        _check_len(option.get("value"), OPTION_VALUE_LIMIT, f"{p}.value", problems)
+        if "description" in option:
+            _check_text(option["description"], OPTION_DESCRIPTION_LIMIT, f"{p}.description", problems,
+                        plain_only=plain_only)
+    return options
+
+
+def _check_element(el: Any, path: str, problems: list[str]) -> None:
+    if not isinstance(el, Mapping):
+        problems.append(f"{path}: not an object")
+        return
+    _check_len(el.get("action_id"), ID_LIMIT, f"{path}.action_id", problems)
+    kind = el.get("type")
+    if kind == "button":
+        _check_text(el.get("text"), BUTTON_TEXT_LIMIT, f"{path}.text", problems, plain_only=True)
+        _check_len(el.get("value"), BUTTON_VALUE_LIMIT, f"{path}.value", problems, required=False)
+        _check_len(el.get("url"), URL_LIMIT, f"{path}.url", problems, required=False)
+        if el.get("style") not in (None, "primary", "danger"):
+            problems.append(f"{path}.style: must be primary or danger")
+    elif kind == "static_select":
+        _check_text(el.get("placeholder"), PLACEHOLDER_LIMIT, f"{path}.placeholder", problems,
+                    plain_only=True)
+        if ("options" in el) == ("option_groups" in el):
+            problems.append(f"{path}: needs exactly one of options and option_groups")
+            return
+        if "options" in el:
+            options = _check_options(el["options"], SELECT_OPTIONS_LIMIT, f"{path}.options", problems,
+                                     plain_only=True)
+        else:
+            groups = el["option_groups"]
+            options = []
+            if not isinstance(groups, list) or not 1 <= len(groups) <= OPTION_GROUPS_LIMIT:
+                problems.append(f"{path}.option_groups: expected 1-{OPTION_GROUPS_LIMIT} groups")
+                groups = []
+            for g, group in enumerate(groups):
+                gp = f"{path}.option_groups[{g}]"
+                if not isinstance(group, Mapping):
+                    problems.append(f"{gp}: not an object")
+                    continue
+                _check_text(group.get("label"), OPTION_GROUP_LABEL_LIMIT, f"{gp}.label", problems,
+                            plain_only=True)
+                options += _check_options(group.get("options"), SELECT_OPTIONS_LIMIT, f"{gp}.options",
+                                          problems, plain_only=True)
+        values = [o.get("value") for o in options if isinstance(o, Mapping)]
+        if len(values) != len(set(values)):
+            problems.append(f"{path}: option values are not unique")
+        if "initial_option" in el and el["initial_option"] not in options:
+            problems.append(f"{path}.initial_option: not one of the options")
+    elif kind == "checkboxes":
+        options = _check_options(el.get("options"), CHECKBOX_OPTIONS_LIMIT, f"{path}.options", problems,
+                                 plain_only=False)
+        for initial in el.get("initial_options", []):
+            if initial not in options:
+                problems.append(f"{path}.initial_options: not one of the options")
+    else:
+        problems.append(f"{path}: unsupported element type {kind!r}")
+
+
+def _check_blocks(blocks: Any, max_blocks: int, surface: str, problems: list[str]) -> None:
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= max_blocks:
+        problems.append(f"blocks: expected 1-{max_blocks} blocks, got "
+                        f"{len(blocks) if isinstance(blocks, list) else type(blocks).__name__}")
+        return
+    seen: set[str] = set()
+    for i, block in enumerate(blocks):
+        path = f"blocks[{i}]"
+        if not isinstance(block, Mapping):
+            problems.append(f"{path}: not an object")
+            continue
+        if "block_id" in block:
+            _check_len(block["block_id"], ID_LIMIT, f"{path}.block_id", problems)
+            if block["block_id"] in seen:
+                problems.append(f"{path}.block_id: {block['block_id']!r} is used twice")
+            seen.add(block["block_id"])
+        kind = block.get("type")
+        if kind == "section":
+            if "text" not in block and "fields" not in block:
+                problems.append(f"{path}: a section needs text or fields")
+            if "text" in block:
+                _check_text(block["text"], SECTION_TEXT_LIMIT, f"{path}.text", problems)
+            fields = block.get("fields", [])
+            if len(fields) > MAX_SECTION_FIELDS:
+                problems.append(f"{path}.fields: more than {MAX_SECTION_FIELDS}")
+            for f, field in enumerate(fields):
+                _check_text(field, SECTION_FIELD_LIMIT, f"{path}.fields[{f}]", problems)
+            if "accessory" in block:
+                _check_element(block["accessory"], f"{path}.accessory", problems)
+        elif kind == "header":
+            _check_text(block.get("text"), HEADER_LIMIT, f"{path}.text", problems, plain_only=True)
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
+                problems.append(f"{path}.elements: expected 1-{MAX_CONTEXT_ELEMENTS}")
+                continue
+            for e, element in enumerate(elements):
+                _check_text(element, CONTEXT_TEXT_LIMIT, f"{path}.elements[{e}]", problems)
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_ACTIONS_ELEMENTS:
+                problems.append(f"{path}.elements: expected 1-{MAX_ACTIONS_ELEMENTS}")
+                continue
+            action_ids = [el.get("action_id") for el in elements if isinstance(el, Mapping)]
+            if len(action_ids) != len(set(action_ids)):
+                problems.append(f"{path}: action_ids are not unique within the block")
+            for e, element in enumerate(elements):
+                _check_element(element, f"{path}.elements[{e}]", problems)
+        elif kind == "input":
+            if surface == "message":
+                problems.append(f"{path}: input blocks belong in modals")
+            _check_text(block.get("label"), INPUT_LABEL_LIMIT, f"{path}.label", problems, plain_only=True)
+            if "hint" in block:
+                _check_text(block["hint"], INPUT_LABEL_LIMIT, f"{path}.hint", problems, plain_only=True)
+            _check_element(block.get("element"), f"{path}.element", problems)
+        elif kind != "divider":
+            problems.append(f"{path}: unsupported block type {kind!r}")
+
+
+def message_problems(message: Any) -> list[str]:
+    """Every way ``message`` breaks Slack's documented limits (empty when it is fine)."""
+    if not isinstance(message, Mapping):
+        return ["message: not an object"]
+    problems: list[str] = []
+    _check_len(message.get("text"), MESSAGE_TEXT_LIMIT, "text", problems)
+    _check_blocks(message.get("blocks"), MAX_MESSAGE_BLOCKS, "message", problems)
+    return problems
+
+
+def view_problems(view: Any) -> list[str]:
+    """Every way a modal or home ``view`` breaks Slack's documented limits (empty when it is fine)."""
+    if not isinstance(view, Mapping) or view.get("type") not in ("modal", "home"):
+        return ["view: not a modal or home view"]
+    problems: list[str] = []
+    if view["type"] == "modal":
+        _check_text(view.get("title"), MODAL_TITLE_LIMIT, "title", problems, plain_only=True)
+        for key in ("submit", "close"):
+            if key in view:
+                _check_text(view[key], MODAL_TITLE_LIMIT, key, problems, plain_only=True)
+        blocks = view.get("blocks")
+        if isinstance(blocks, list) and "submit" not in view and any(
+                isinstance(b, Mapping) and b.get("type") == "input" for b in blocks):
+            problems.append("submit: a modal with input blocks needs a submit button")
+    _check_len(view.get("callback_id"), ID_LIMIT, "callback_id", problems, required=False)
+    _check_len(view.get("private_metadata"), PRIVATE_METADATA_LIMIT, "private_metadata", problems,
+               required=False)
+    _check_blocks(view.get("blocks"), MAX_VIEW_BLOCKS, view["type"], problems)
+    return problems
+
+
+def validate_message(message: Any) -> None:
+    """Raise ``ValueError`` listing every problem :func:`message_problems` finds."""
+    if problems := message_problems(message):
+        raise ValueError("Invalid Slack message:\n" + "\n".join(problems))
+
+
+def validate_view(view: Any) -> None:
+    """Raise ``ValueError`` listing every problem :func:`view_problems` finds."""
+    if problems := view_problems(view):
+        raise ValueError("Invalid Slack view:\n" + "\n".join(problems))
