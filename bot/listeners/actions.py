@@ -55,41 +55,16 @@ def _answer(client: WebClient, body: dict, labeling: Labeling, value_of_label: i
         labeling.send_done(client, project, user)
 
 
-def on_label_button(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
+def on_label(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
+    """A label button or a pick from the label menu: both carry project, record and label."""
     ack()
+    value = action.get("value") or (action.get("selected_option") or {}).get("value")
     try:
-        choice = ids.parse_label_value(action.get("value"))
+        choice = ids.parse_label_value(value)
     except ValueError:
         _mark_stale(client, body, None, "This card is out of date.")
         return
     _answer(client, body, context["labeling"], choice)
-
-
-def on_label_select(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
-    try:
-        option = ids.parse_label_option((action.get("selected_option") or {}).get("value"))
-        # The menu's options carry only the label; the record rides on the Skip button of the same card.
-        record = _record_ref_of_card(body)
-    except ValueError:
-        _mark_stale(client, body, None, "This card is out of date.")
-        return
-    choice = ids.LabelChoice(
-        project_id=record.project_id,
-        project_digest=record.project_digest,
-        record_id=record.record_id,
-        label_index=option.label_index,
-        label_digest=option.label_digest,
-    )
-    _answer(client, body, context["labeling"], choice)
-
-
-def _record_ref_of_card(body: dict) -> ids.RecordRef:
-    for block in (body.get("message") or {}).get("blocks", []):
-        for element in block.get("elements", []) if block.get("type") == "actions" else []:
-            if element.get("action_id") in (ids.ACTION_SKIP, ids.ACTION_SHOW_SIMILAR):
-                return ids.parse_record_value(element.get("value"))
-    raise ValueError("card without a record")
 
 
 def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -169,8 +144,8 @@ def on_start_labeling(ack: Ack, body: dict, action: dict, client: WebClient, con
 
 
 def register(app: App) -> None:
-    app.action(ids.LABEL_CHOICE_RE)(on_label_button)
-    app.action(ids.ACTION_LABEL_SELECT)(on_label_select)
+    app.action(ids.LABEL_CHOICE_RE)(on_label)
+    app.action(ids.ACTION_LABEL_SELECT)(on_label)
     app.action(ids.ACTION_SKIP)(on_skip)
     app.action(ids.ACTION_UNDO)(on_undo)
     app.action(ids.ACTION_SHOW_SIMILAR)(on_show_similar)
