@@ -121,8 +121,8 @@ class LabelingService:
         self.engine = engine or create_db_engine(self.settings.database_url)
         self._embedder = embedder
         self._lock = threading.Lock()  # guards the dicts below
-        self._handout_locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
-        self._retrain_locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._handout_locks: dict[int, threading.Lock] = {}
+        self._retrain_locks: dict[int, threading.Lock] = {}
         self._pools: dict[int, _Pool] = {}
         self._predictions: dict[int, tuple[int, int, np.ndarray, tuple[str, ...]]] = {}
         self._answers_since_train: Counter[int] = Counter()
@@ -484,7 +484,7 @@ class LabelingService:
             self._rebuild_queue_if_missing(info)
         now = utcnow()
         k = info.answers_per_record
-        with self._handout_locks[info.id], write_session(self.engine) as session:
+        with self._project_lock(self._handout_locks, info.id), write_session(self.engine) as session:
             conn = session.connection()
             leased_by_others = (
                 select(func.count(Lease.id))
@@ -769,18 +769,21 @@ class LabelingService:
             return []
         ids = [rid for rid, _ in hits]
         with read_session(self.engine) as session:
-            rows = dict(
-                (rid, (eid, txt))
-                for rid, eid, txt in session.execute(
-                    select(Record.id, Record.external_id, Record.text).where(Record.id.in_(ids))
+            rows = {
+                rid: (eid, txt, complete)
+                for rid, eid, txt, complete in session.execute(
+                    select(Record.id, Record.external_id, Record.text, Record.complete).where(
+                        Record.id.in_(ids)
+                    )
                 ).all()
-            )
+            }
         finals = self._aggregate(info, record_ids=ids)
         guesses = self._predictions_for(info)
         out = []
         for rid, score in hits:
-            eid, txt = rows[rid]
-            final = finals.get(rid)
+            eid, txt, complete = rows[rid]
+            # Others' answers stay hidden until the record is complete.
+            final = finals.get(rid) if complete else None
             guess = guesses.get(rid)
             out.append(
                 SimilarRecord(
@@ -804,7 +807,7 @@ class LabelingService:
         then built by the cold-start strategy). At most one retrain per project runs at a time.
         """
         info = self.get_project(project)
-        with self._retrain_locks[info.id]:
+        with self._project_lock(self._retrain_locks, info.id):
             return self._retrain_locked(info, queue_size or self.settings.queue_size)
 
     def request_retrain(self, project: str) -> bool:
@@ -958,7 +961,7 @@ class LabelingService:
             )
 
     def _rebuild_queue_if_missing(self, info: ProjectInfo) -> None:
-        with self._retrain_locks[info.id]:
+        with self._project_lock(self._retrain_locks, info.id):
             if not self._has_queue(info.id):
                 self._retrain_locked(info, self.settings.queue_size)
 
@@ -1062,6 +1065,10 @@ class LabelingService:
         return {eids[rid]: f.label for rid, f in finals.items() if f.label is not None}
 
     # ------------------------------------------------------------------ internals
+
+    def _project_lock(self, locks: dict[int, threading.Lock], project_id: int) -> threading.Lock:
+        with self._lock:
+            return locks.setdefault(project_id, threading.Lock())
 
     @staticmethod
     def _check_k(k: int) -> int:
