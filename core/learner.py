@@ -1,0 +1,254 @@
+"""The classifier behind active learning: logistic regression on sentence embeddings.
+
+Plus one cheap cross-validation pass (out-of-fold probabilities) that yields both the
+metrics shown after each retrain and the input a confident-learning check needs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.validation import check_array, check_is_fitted
+from threadpoolctl import ThreadpoolController
+
+# Default inverse regularisation strength. Evidence: `python bench/choose_c.py` (all-MiniLM-L6-v2,
+# L2-normalised; labels drawn uniformly at random, mean of 3 seeds; fits single-threaded on the
+# 2-core box; full table in bench/results/choose_c.json):
+#          Banking77 test accuracy at N labels    fit s          SMS spam macro-F1 at N labels
+#   C      100    500    2000   all(10k)          2000   all     100    500    2000   all(3.9k)
+#   1      0.168  0.491  0.812  0.908             0.17   1.01    0.582  0.863  0.934  0.954
+#   3      0.276  0.662  0.866  0.924             0.22   1.08    0.820  0.915  0.954  0.964
+#   10     0.387  0.728  0.882  0.929             0.29   1.68    0.881  0.935  0.959  0.970
+#   30     0.415  0.744  0.885  0.931             0.35   1.89    0.895  0.946  0.963  0.970
+#   100    0.427  0.753  0.887  0.929             0.35   2.63    0.899  0.949  0.961  0.964
+#   300    0.433  0.757  0.885  0.921             0.38   2.33    0.902  0.951  0.962  0.963
+# Accuracy climbs steeply up to C=10 and is flat from 30 on (30 vs 100 differ by less than the
+# seed-to-seed spread of ~0.02 at 100/500 labels); 30 is best or tied with all labels on both
+# sets and fits in 0.35 s at 2000 labels x 77 classes. class_weight="balanced" (SMS, 13% spam)
+# helps only at 100 labels (macro-F1 0.919 vs 0.895) and hurts from 2000 on (0.956 vs 0.963,
+# 0.963 vs 0.970), so the default stays None.
+DEFAULT_C = 30.0
+
+# Below this many labels a cross-validated score is noise; report nothing instead.
+MIN_LABELS_FOR_CV = 10
+# CV runs on every retrain and costs one fit per fold, so above LARGE_CV_LABELS the folds are
+# capped at LARGE_CV_FOLDS. bench/choose_c.py (Banking77, C=30): 0.15 s for 500 labels (5 folds),
+# 0.70 s for 2000 (3 folds; 5 folds took ~2.5x as long). With that many labels 3 folds still train
+# on 2/3 of them and the estimate barely moves (cv_accuracy 0.887 with 3 folds, 0.889 with 5).
+LARGE_CV_LABELS = 1000
+LARGE_CV_FOLDS = 3
+# predict_proba works through the pool in blocks so 100k x 384 never gets a float64 copy.
+_PREDICT_BLOCK = 8192
+
+
+_threadpools: ThreadpoolController | None = None
+
+
+def single_threaded(user_api: str | None = None) -> Any:
+    """Context manager: BLAS (``user_api="blas"``) or all native thread pools limited to one.
+
+    The matrices here are small, and on the 2-core target threaded BLAS/OpenMP made fits and
+    k-means 3-8x slower and erratic whenever the other core was busy. The controller is built
+    once: ``threadpool_limits`` rescans the loaded libraries on every call (~4 ms each).
+    """
+    global _threadpools
+    if _threadpools is None:
+        _threadpools = ThreadpoolController()
+    return _threadpools.limit(limits=1, user_api=user_api)
+
+
+def _l2_normalize(X: np.ndarray) -> np.ndarray:
+    """Row-normalise; the embeddings usually already are, but a stray vector must not dominate."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0  # an all-zero row stays zero instead of becoming NaN
+    return X / norms
+
+
+class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on L2-normalised sentence embeddings.
+
+    Unlike a bare ``LogisticRegression`` it accepts a single class (everything is then
+    predicted as that class with probability 1), because a project's first labels are
+    often all the same.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength (see ``DEFAULT_C`` for the evidence behind the default).
+    max_iter : int
+        lbfgs iteration cap.
+    random_state : int or None
+        Passed to ``LogisticRegression`` (lbfgs is deterministic; kept for solver changes).
+    class_weight : dict, "balanced" or None
+        Passed to ``LogisticRegression``; None by default (see bench/choose_c.py, SMS spam).
+
+    Attributes
+    ----------
+    classes_ : ndarray of str, sorted
+    model_ : LogisticRegression or None (None when only one class was seen)
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        C: float = DEFAULT_C,
+        max_iter: int = 1000,
+        random_state: int | None = None,
+        class_weight: dict[str, float] | str | None = None,
+    ) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.class_weight = class_weight
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> EmbeddingClassifier:
+        """Fit on embeddings ``X`` (n, d) and labels ``y`` (n,) of str."""
+        y = np.asarray(y)
+        if len(y) == 0 or np.shape(X)[0] == 0:
+            raise ValueError("Cannot train a classifier without labeled examples: label some records first.")
+        X = check_array(X, dtype=[np.float32, np.float64])
+        if X.shape[0] != len(y):
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = np.unique(y)
+        if len(self.classes_) == 1:
+            self.model_ = None
+            return self
+        model = LogisticRegression(
+            C=self.C, max_iter=self.max_iter, random_state=self.random_state, class_weight=self.class_weight
+        )
+        # One BLAS thread: on the 2-core target, threaded BLAS made this fit 3-4x *slower*
+        # (0.57 s vs 1.7-2.3 s for 2000 labels x 77 classes), as the matrices are small.
+        with warnings.catch_warnings(), single_threaded("blas"):
+            # Early on there are often more labels than examples per label; sklearn then warns that
+            # y "could represent a regression problem", which cannot be the case for str labels.
+            warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
+            self.model_ = model.fit(_l2_normalize(X), y)
+        self._coef32 = self.model_.coef_.astype(np.float32)
+        self._intercept32 = self.model_.intercept_.astype(np.float32)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order."""
+        check_is_fitted(self, "classes_")
+        X = check_array(X, dtype=[np.float32, np.float64])
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the classifier was fit on {self.n_features_in_}.")
+        if self.model_ is None:
+            return np.ones((X.shape[0], 1), dtype=np.float64)
+        # Same maths as LogisticRegression.predict_proba, in float32 and in blocks: scoring a
+        # 100k pool is on the retrain path and must not upcast the whole pool to float64.
+        proba = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
+        with single_threaded("blas"):  # steadier than 2 threads on a busy 2-core box
+            for start in range(0, X.shape[0], _PREDICT_BLOCK):
+                block = _l2_normalize(np.asarray(X[start : start + _PREDICT_BLOCK], dtype=np.float32))
+                scores = (block @ self._coef32.T + self._intercept32).astype(np.float64)
+                if scores.shape[1] == 1:  # binary: sklearn keeps one weight vector, for the second class
+                    p1 = expit(scores[:, 0])
+                    proba[start : start + len(block)] = np.column_stack([1.0 - p1, p1])
+                else:
+                    proba[start : start + len(block)] = softmax(scores, axis=1)
+        return proba
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable label per row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _cv_plan(y: np.ndarray, n_splits: int) -> tuple[np.ndarray, int]:
+    """Rows that can be held out (their class has >= 2 examples) and the number of folds."""
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    holdable = counts[inverse] >= 2
+    if len(classes) < 2 or not holdable.any():
+        return holdable, 0
+    if holdable.sum() > LARGE_CV_LABELS:
+        n_splits = min(n_splits, LARGE_CV_FOLDS)
+    # Every fold must see every class in training, so no more folds than the smallest class.
+    return holdable, max(2, min(n_splits, int(counts[counts >= 2].min())))
+
+
+def out_of_fold_proba(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    estimator_factory: Callable[[], Any],
+    n_splits: int = 5,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Out-of-fold class probabilities, shape (n, n_classes), columns in sorted-unique-label order.
+
+    Stratified k-fold with ``min(n_splits, smallest class count)`` folds (at least 2; at most
+    ``LARGE_CV_FOLDS`` beyond ``LARGE_CV_LABELS`` labels, to bound the cost). Rows of
+    a class with a single example cannot be held out without erasing the class, so they are in
+    every training fold and their row is the mean of the fold models' *in-sample*
+    probabilities: optimistic, so callers wanting honest scores should skip them (as
+    ``cross_validated_metrics`` does; ``singleton_rows`` finds them).
+
+    Raises ValueError with fewer than 2 classes or when no class has 2 examples.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    holdable, folds = _cv_plan(y, n_splits)
+    if folds == 0:
+        raise ValueError("Cross-validation needs at least 2 labels and one label with 2 or more examples.")
+    proba = np.zeros((len(y), len(classes)), dtype=np.float64)
+    held = np.flatnonzero(holdable)
+    singles = np.flatnonzero(~holdable)
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    for train_pos, test_pos in skf.split(held, y[held]):
+        train = np.concatenate([held[train_pos], singles])
+        test = held[test_pos]
+        model = estimator_factory().fit(X[train], y[train])
+        # A fold model may (in principle) lack a class; map its columns by name.
+        cols = np.searchsorted(classes, model.classes_)
+        if len(singles):
+            rows = np.concatenate([test, singles])
+            p = model.predict_proba(X[rows])
+            proba[np.ix_(test, cols)] = p[: len(test)]
+            proba[np.ix_(singles, cols)] += p[len(test) :] / folds
+        else:
+            proba[np.ix_(test, cols)] = model.predict_proba(X[test])
+    return proba
+
+
+def singleton_rows(y: np.ndarray) -> np.ndarray:
+    """Boolean mask of rows whose label occurs once (never held out by ``out_of_fold_proba``)."""
+    _, inverse, counts = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
+    return counts[inverse] == 1
+
+
+def cross_validated_metrics(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    estimator_factory: Callable[[], Any],
+    n_splits: int = 5,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """``{"cv_accuracy", "cv_macro_f1"}`` from one out-of-fold pass; ``{}`` when too few labels.
+
+    "Too few" means fewer than ``MIN_LABELS_FOR_CV`` labels, fewer than 2 classes, or no class
+    with 2 examples. Rows of single-example classes are not scored (they were never held out).
+    """
+    y = np.asarray(y)
+    holdable, folds = _cv_plan(y, n_splits)
+    if len(y) < MIN_LABELS_FOR_CV or folds == 0:
+        return {}
+    proba = out_of_fold_proba(X, y, estimator_factory=estimator_factory, n_splits=n_splits,
+                              random_state=random_state)
+    classes = np.unique(y)
+    y_true = y[holdable]
+    y_pred = classes[np.argmax(proba[holdable], axis=1)]
+    return {
+        "cv_accuracy": float(accuracy_score(y_true, y_pred)),
+        "cv_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }

@@ -1,0 +1,197 @@
+"""EmbeddingClassifier and the cross-validation helpers, on small synthetic embeddings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from core.learner import (
+    LARGE_CV_FOLDS,
+    EmbeddingClassifier,
+    cross_validated_metrics,
+    out_of_fold_proba,
+    singleton_rows,
+)
+
+
+def blobs(n_per_class: int, labels: list[str], dim: int = 32, noise: float = 0.05, seed: int = 0):
+    """Well-separated clusters, one per label, around random unit directions."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(labels), dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    X = np.concatenate([c + noise * rng.normal(size=(n_per_class, dim)) for c in centers]).astype(np.float32)
+    y = np.repeat(np.array(labels), n_per_class)
+    perm = rng.permutation(len(y))
+    return X[perm], y[perm]
+
+
+def test_fit_without_samples_raises_clear_error():
+    with pytest.raises(ValueError, match="label"):
+        EmbeddingClassifier().fit(np.zeros((0, 8), dtype=np.float32), np.array([], dtype=str))
+
+
+def test_fit_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        EmbeddingClassifier().fit(np.ones((3, 4), dtype=np.float32), np.array(["a", "b"]))
+
+
+def test_single_class_puts_all_mass_on_it():
+    X, _ = blobs(5, ["a", "b"])
+    clf = EmbeddingClassifier().fit(X, np.array(["only"] * len(X)))
+    proba = clf.predict_proba(X[:4])
+    assert proba.shape == (4, 1)
+    np.testing.assert_allclose(proba, 1.0)
+    assert list(clf.predict(X[:4])) == ["only"] * 4
+    assert list(clf.classes_) == ["only"]
+
+
+def test_two_classes_separable():
+    X, y = blobs(20, ["spam", "ham"])
+    clf = EmbeddingClassifier().fit(X, y)
+    assert list(clf.classes_) == ["ham", "spam"]
+    assert (clf.predict(X) == y).mean() == 1.0
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    # Each column must be the probability of the class of the same position in classes_.
+    assert np.all(proba[np.arange(len(y)), np.searchsorted(clf.classes_, y)] > 0.5)
+
+
+@pytest.mark.parametrize("as_type", [list, lambda y: np.asarray(y, dtype=object)])
+def test_string_labels_sorted_classes_and_normalised_proba(as_type):
+    labels = ["zeta", "alpha", "mid", "beta"]
+    X, y = blobs(10, labels)
+    clf = EmbeddingClassifier().fit(X, as_type(list(y)))  # a list, or object array as the service passes
+    assert list(clf.classes_) == sorted(set(labels))
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 4)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(clf.predict(X) == clf.classes_[proba.argmax(axis=1)])
+    assert all(isinstance(p, str) for p in clf.predict(X))
+
+
+def test_row_scale_does_not_matter():
+    # Inputs are L2-normalised, so scaling a row changes nothing.
+    X, y = blobs(10, ["a", "b", "c"])
+    clf = EmbeddingClassifier().fit(X, y)
+    scales = np.random.default_rng(1).uniform(0.1, 10, size=(len(X), 1)).astype(np.float32)
+    np.testing.assert_allclose(clf.predict_proba(X * scales), clf.predict_proba(X), atol=1e-5)
+
+
+def test_predict_proba_checks_feature_count():
+    X, y = blobs(5, ["a", "b"], dim=8)
+    clf = EmbeddingClassifier().fit(X, y)
+    with pytest.raises(ValueError):
+        clf.predict_proba(np.ones((2, 9), dtype=np.float32))
+
+
+def test_params_follow_sklearn_conventions():
+    from sklearn.base import clone
+
+    clf = EmbeddingClassifier(C=3.0, max_iter=50, random_state=1)
+    assert clone(clf).get_params()["C"] == 3.0
+    assert clf.get_params()["max_iter"] == 50
+    assert not hasattr(clf, "classes_")  # learned attributes appear only after fit
+
+
+def test_cv_metrics_empty_for_one_class_or_too_few_labels():
+    X, _ = blobs(20, ["a", "b"])
+    factory = EmbeddingClassifier
+    assert cross_validated_metrics(X, np.array(["a"] * len(X)), estimator_factory=factory) == {}
+    assert cross_validated_metrics(X[:6], np.array(["a", "b"] * 3), estimator_factory=factory) == {}
+    # 12 labels, every class a singleton: nothing can be held out.
+    assert cross_validated_metrics(X[:12], np.array([f"l{i}" for i in range(12)]),
+                                   estimator_factory=factory) == {}
+
+
+@pytest.mark.parametrize("dtype", [str, object])
+def test_cv_metrics_on_separable_data_beat_chance(dtype):
+    X, y = blobs(15, ["a", "b", "c", "d"])
+    y = y.astype(dtype)
+    m = cross_validated_metrics(X, y, estimator_factory=EmbeddingClassifier)
+    assert set(m) == {"cv_accuracy", "cv_macro_f1"}
+    assert all(0.0 <= v <= 1.0 for v in m.values())
+    assert m["cv_accuracy"] > 0.9 and m["cv_macro_f1"] > 0.9  # chance is 0.25
+
+
+def test_out_of_fold_is_really_out_of_fold():
+    # Pure noise with more dimensions than rows: any in-sample fit is perfect, held-out is chance.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 384)).astype(np.float32)
+    y = rng.choice(["a", "b"], size=60)
+    assert (EmbeddingClassifier().fit(X, y).predict(X) == y).mean() == 1.0
+    m = cross_validated_metrics(X, y, estimator_factory=EmbeddingClassifier)
+    assert m["cv_accuracy"] < 0.8
+
+
+def test_out_of_fold_columns_follow_sorted_labels():
+    labels = ["zeta", "alpha", "mid"]
+    X, y = blobs(12, labels)
+    proba = out_of_fold_proba(X, y, estimator_factory=EmbeddingClassifier)
+    assert proba.shape == (len(y), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    predicted = np.array(sorted(labels))[proba.argmax(axis=1)]
+    assert (predicted == y).mean() > 0.9
+
+
+def test_folds_shrink_to_smallest_class():
+    X, y = blobs(10, ["a", "b", "c"])
+    y = y.copy()
+    # Make "c" a 3-example class: at most 3 folds keep it in every training set.
+    c_rows = np.flatnonzero(y == "c")
+    keep = np.setdiff1d(np.arange(len(y)), c_rows[3:])
+    X, y = X[keep], y[keep]
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return EmbeddingClassifier()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # StratifiedKFold warns when a class is too small
+        m = cross_validated_metrics(X, y, estimator_factory=factory, n_splits=5)
+    assert len(calls) == 3
+    assert m["cv_accuracy"] > 0.9
+
+
+def test_singleton_classes_stay_in_training():
+    X, y = blobs(10, ["a", "b", "c"])
+    X = np.concatenate([X, X[:1] + 0.01])
+    y = np.concatenate([y, ["lonely"]])
+    mask = singleton_rows(y)
+    assert mask.sum() == 1 and y[mask][0] == "lonely"
+    proba = out_of_fold_proba(X, y, estimator_factory=EmbeddingClassifier, n_splits=5)
+    assert proba.shape == (len(y), 4)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    m = cross_validated_metrics(X, y, estimator_factory=EmbeddingClassifier)
+    assert 0.9 < m["cv_accuracy"] <= 1.0
+
+
+def test_out_of_fold_rejects_single_class():
+    X, _ = blobs(10, ["a", "b"])
+    with pytest.raises(ValueError):
+        out_of_fold_proba(X, np.array(["a"] * len(X)), estimator_factory=EmbeddingClassifier)
+
+
+@pytest.mark.parametrize("labels", [["no", "yes"], ["a", "b", "c"]])
+def test_predict_proba_matches_logistic_regression(labels):
+    # predict_proba re-implements the softmax in float32 blocks; it must agree with sklearn.
+    X, y = blobs(30, labels, noise=0.5)
+    clf = EmbeddingClassifier(C=1.0).fit(X, y)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    expected = clf.model_.predict_proba(Xn.astype(np.float64))
+    np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-5)
+
+
+def test_many_labels_cap_the_folds():
+    X, y = blobs(400, ["a", "b", "c"], dim=8, noise=0.3)  # 1200 labels, above LARGE_CV_LABELS
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return EmbeddingClassifier()
+
+    out_of_fold_proba(X, y, estimator_factory=factory, n_splits=5)
+    assert len(calls) == LARGE_CV_FOLDS
