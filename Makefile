@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench browser
 
 setup: $(STAMP)
 
@@ -19,9 +19,15 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/labelbot demo
 
-test: setup
+# The playground's browser tests drive Debian's chromium headless through Playwright (which cannot
+# download its own browser offline); the emoji font only makes the screenshots faithful.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium fonts-noto-color-emoji)
+
+test: setup browser
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+	HF_HUB_OFFLINE=1 LABELBOT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q
 
 bench: setup
 	$(PY) bench/speed.py

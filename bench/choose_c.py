@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.learner import EmbeddingClassifier, cross_validated_metrics
 
 BENCH = Path(__file__).resolve().parent
-DATASETS = Path(os.environ.get("LABELBOT_DATASETS", "/work/shared/datasets"))
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = Path(os.environ.get("LABELBOT_DATASETS", SHARED_DATASETS))
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 BUDGETS = ("100", "500", "2000", "all")
 

@@ -50,7 +50,7 @@ def create_app(
     back-off) for one user never delays another user's click.
     """
     app = App(
-        token=settings.slack_bot_token,
+        # The token travels with the client: passing it too only makes bolt warn that it ignores one.
         signing_secret=settings.slack_signing_secret,
         client=client or make_client(settings),
         token_verification_enabled=token_verification,

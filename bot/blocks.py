@@ -26,9 +26,11 @@ from core.types import (
     AnnotatorStats,
     LabelDef,
     ModelRunInfo,
+    PairAgreement,
     ProjectInfo,
     ProjectStatus,
     RecordView,
+    ReviewItem,
     SimilarRecord,
 )
 
@@ -712,6 +714,8 @@ def status_message(
     blocks.append(_section(_model_text(status.latest_run), "status.model"))
     if (agreement := _agreement_text(status.agreement)) is not None:
         blocks.append(_section(agreement, "status.agreement"))
+    if (pairs := _pairs_text(status.pairs)) is not None:
+        blocks.append(_section(pairs, "status.pairs"))
 
     ranked = _ranked(status.annotators)
     shown = ranked[:max(top_n, 0)]
@@ -750,12 +754,18 @@ _COMMANDS = [
     ("/label status", "progress, label counts, model quality and top labelers"),
     ("/label leaderboard", "who labeled how much, how fast and how consistently"),
     ("/label search <text>", "find records like <text> and label several at once"),
+    ("/label me", "your answers, speed and agreement with the final labels"),
+    ("/label subscribe [n] [when]", "get n cards by DM on a schedule (default: 5, weekdays 10:00)"),
+    ("/label unsubscribe", "stop your scheduled cards"),
     ("/label help", "this help"),
 ]
 _ADMIN_COMMANDS = [
     ("/label retrain", "retrain the model now and refresh the queue"),
     ("/label export", "export the labels collected so far"),
     ("/label project NAME", "make NAME this channel's project"),
+    ("/label review [n]", "review disagreements and likely mislabels; your pick becomes the gold label"),
+    ("/label schedule <when> [n]", "post a labeling prompt here on a schedule; also `list`, `remove <id>`"),
+    ("/label digest <when>", "post the digest with the learning-curve chart here; `now` posts one now"),
 ]
 
 
@@ -789,8 +799,8 @@ def home_view(projects: Sequence[tuple[ProjectInfo, ProjectStatus]], user_id: st
     for i, (info, status) in enumerate(projects[:MAX_HOME_PROJECTS]):
         ranked = _ranked(status.annotators)
         mine = next(((rank, stats) for rank, stats in ranked if stats.user == user_id), None)
-        you = (f"You: {_plural(mine[1].answers, 'answer')} · rank #{mine[0]} of {len(ranked):,}" if mine
-               else "You have not labeled here yet.")
+        you = (f"You: {_plural(mine[1].answers, 'answer')} · rank #{mine[0]} of {len(ranked):,}"
+               f"{_my_figures(mine[1])}" if mine else "You have not labeled here yet.")
         pct = _pct(status.progress, 1) or "0.0%"
         text = (f"*{mrkdwn_text(info.name, 1000)}*\n{_bar(status.progress)} {pct} labeled "
                 f"({status.labeled:,} of {status.total:,}) · {status.remaining:,} still need answers\n{you}")
@@ -1000,3 +1010,259 @@ def validate_view(view: Any) -> None:
     """Raise ``ValueError`` listing every problem :func:`view_problems` finds."""
     if problems := view_problems(view):
         raise ValueError("Invalid Slack view:\n" + "\n".join(problems))
+
+
+# ------------------------------------------------------------------------------------- crowd and review
+
+MAX_REVIEW_ANSWERS = 10  # answers listed on a review card before "… and N more"
+MAX_PAIRS_SHOWN = 10  # annotator pairs listed in /label status
+
+
+def _answers_text(answers: Sequence[tuple[str, str]]) -> str:
+    if not answers:
+        return "No answers from labelers."
+    shown = [f"{mention(who)} *{mrkdwn_text(label, 100)}*" for who, label in answers[:MAX_REVIEW_ANSWERS]]
+    more = len(answers) - len(shown)
+    return "Answers: " + " · ".join(shown) + (f" · … and {more:,} more" if more > 0 else "")
+
+
+def _review_controls(project: ProjectInfo, record_id: int, card: str, nonce: str,
+                     chosen: str | None = None) -> Block:
+    """Label buttons (or a menu) whose clicks go to the review listener and become the gold label."""
+
+    def value_of(i: int, label: LabelDef) -> str:
+        return ids.encode_label_value(project.id, project.name, record_id, i, label.name)
+
+    block_id = ids.card_block_id(card, ids.PART_LABELS, nonce)
+    labels = project.labels
+    if len(labels) <= BUTTON_LIMIT:
+        elements = [_button(label.name, ids.review_choice_action_id(i), value_of(i, label),
+                            style="primary" if label.name == chosen else None)
+                    for i, label in enumerate(labels)]
+    else:
+        elements = [_label_select(labels, value_of, action_id=ids.ACTION_REVIEW_SELECT,
+                                  placeholder="Choose the gold label", initial=chosen)]
+    return {"type": "actions", "block_id": block_id, "elements": elements}
+
+
+def review_card(project: ProjectInfo, item: ReviewItem, *, nonce: str) -> Message:
+    """An admin's review card: the record, why it needs a decision, every answer so far (the admin may
+    see them) and the model's view. The admin's pick becomes the record's gold label."""
+    ids.check_nonce(nonce)
+    record = RecordView(project=item.project, record_id=item.record_id, external_id=item.external_id,
+                        text=item.text)
+    blocks = _record_blocks(ids.CARD_REVIEW, f"Review: {project.name}", record, nonce)
+    context = ["🔎 " + (mrkdwn_text(item.reason, REASON_LIMIT) or "Needs a decision."),
+               _answers_text(item.answers)]
+    if item.suggested_label is not None:
+        context.append(_guess_text(item.suggested_label, item.confidence))
+    blocks.append(_context(context, ids.card_block_id(ids.CARD_REVIEW, ids.PART_CONTEXT, nonce)))
+    blocks.append(_review_controls(project, item.record_id, ids.CARD_REVIEW, nonce))
+    fallback = f"Review {escape_mrkdwn(project.name)}: {_snippet(item.text, SNIPPET_LIMIT) or 'a record'}"
+    return _message(fallback, blocks)
+
+
+def reviewed_card(
+    project: ProjectInfo, record: RecordView, *, label: str, user_id: str, nonce: str
+) -> Message:
+    """A review card after the admin's decision: the gold label, still changeable with the same controls."""
+    ids.check_nonce(nonce)
+    blocks = _record_blocks(ids.CARD_REVIEWED, f"Review: {project.name}", record, nonce)
+    blocks.append(_context([f"⭐ Gold label *{mrkdwn_text(label, 300)}* set by {mention(user_id)} · "
+                            "the record is complete; pick another label to change it"],
+                           ids.card_block_id(ids.CARD_REVIEWED, ids.PART_CONTEXT, nonce)))
+    blocks.append(_review_controls(project, record.record_id, ids.CARD_REVIEWED, nonce, chosen=label))
+    return _message(f"Gold label {escape_mrkdwn(label)}: {_snippet(record.text, SNIPPET_LIMIT)}", blocks)
+
+
+def _kappa_line(pair: PairAgreement, *, user_id: str | None = None) -> str:
+    kappa = _num(pair.kappa) or "n/a (one label throughout)"
+    if user_id is not None:
+        other = pair.second if pair.first == user_id else pair.first
+        return f"• with {mention(other)}: κ {kappa} over {_plural(pair.overlap, 'record')}"
+    over = _plural(pair.overlap, "record")
+    return f"• {mention(pair.first)} and {mention(pair.second)}: κ {kappa} over {over}"
+
+
+def _pairs_text(pairs: Sequence[PairAgreement]) -> str | None:
+    """Cohen's kappa per annotator pair (the service keeps pairs with enough shared records)."""
+    if not pairs:
+        return None
+    lines = [_kappa_line(pair) for pair in pairs[:MAX_PAIRS_SHOWN]]
+    if len(pairs) > len(lines):
+        lines.append(f"… and {len(pairs) - len(lines):,} more pairs")
+    return "*Cohen's κ by pair*\n" + "\n".join(lines)
+
+
+def _my_figures(stats: AnnotatorStats) -> str:
+    """Speed and agreement after the answer count, where known."""
+    parts = []
+    if (median := _duration(stats.median_seconds)) is not None:
+        parts.append(f"median {median} per answer")
+    if (agree := _pct(stats.agreement)) is not None:
+        parts.append(f"agreement {agree}")
+    return "".join(f" · {part}" for part in parts)
+
+
+def me_message(status: ProjectStatus, user_id: str) -> Message:
+    """``/label me``: the caller's answers, rank, speed, agreement with the final labels and kappas."""
+    blocks: list[Block] = [_header(f"You in {status.project}", "me.hdr")]
+    ranked = _ranked(status.annotators)
+    mine = next(((rank, stats) for rank, stats in ranked if stats.user == user_id), None)
+    if mine is None:
+        blocks.append(_section(f"You have not labeled in *{mrkdwn_text(status.project, 500)}* yet. "
+                               "Try `/label next`.", "me.none"))
+        return _message(f"You have not labeled in {escape_mrkdwn(status.project)} yet", blocks)
+    rank, stats = mine
+    lines = [f"*{_plural(stats.answers, 'answer')}* · rank #{rank} of {len(ranked):,}"]
+    if (median := _duration(stats.median_seconds)) is not None:
+        lines.append(f"Median time per answer (card delivered → answer): {median}")
+    if (agree := _pct(stats.agreement)) is not None:
+        lines.append(f"Agreement with the final labels of complete records: {agree}")
+    if (accuracy := _pct(stats.estimated_accuracy)) is not None:
+        lines.append(f"Estimated accuracy (Dawid-Skene): {accuracy}")
+    blocks.append(_section("\n".join(lines), "me.figures"))
+    pairs = [pair for pair in status.pairs if user_id in (pair.first, pair.second)]
+    if pairs:
+        lines = [_kappa_line(pair, user_id=user_id) for pair in pairs[:MAX_PAIRS_SHOWN]]
+        if len(pairs) > len(lines):
+            lines.append(f"… and {len(pairs) - len(lines):,} more")
+        blocks.append(_section("*Cohen's κ with other labelers*\n" + "\n".join(lines), "me.pairs"))
+    fallback = f"You in {escape_mrkdwn(status.project)}: {_plural(stats.answers, 'answer')}, rank #{rank}"
+    return _message(fallback, blocks)
+
+
+# ------------------------------------------------------------------------- schedules, prompts and digests
+
+MAX_SCHEDULE_ITEMS = 40
+MAX_WEEK_PEOPLE = 15
+
+
+def _minutes_text(minutes: int) -> str:
+    return "a minute" if minutes <= 1 else f"{minutes:,} minutes"
+
+
+def prompt_message(
+    project: ProjectInfo, *, waiting: int, accuracy: float | None, n: int, minutes: int
+) -> Message:
+    """A scheduled channel prompt: "12 records are waiting; the model is at 81% — 5 minutes helps",
+    with a "Label N now" button that DMs the clicker ``n`` cards."""
+    model = (f"the model is at {_pct(accuracy)}" if _pct(accuracy) is not None
+             else "the model is still learning")
+    line = (f"{_plural(waiting, 'record')} {'is' if waiting == 1 else 'are'} waiting; {model} — "
+            f"{_minutes_text(minutes)} helps")
+    section = _section(f"*{mrkdwn_text(project.name, 500)}*: {line}", "prompt.txt")
+    button = _button(f"Label {n} now", ids.ACTION_LABEL_N_NOW,
+                     ids.encode_label_n_value(project.id, project.name, n), style="primary")
+    blocks: list[Block] = [section, {"type": "actions", "block_id": "prompt.act", "elements": [button]}]
+    return _message(f"{escape_mrkdwn(project.name)}: {line}", blocks)
+
+
+def _trend_text(runs: Sequence[ModelRunInfo], since: datetime | None) -> str:
+    scored = [r for r in runs if r.metrics.get("cv_accuracy") is not None]
+    if not scored:
+        return "*Model trend:* no cross-validated model yet."
+    last = scored[-1]
+    recent = scored
+    if since is not None:
+        aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+        before = [r for r in scored if (r.created_at if r.created_at.tzinfo else
+                                        r.created_at.replace(tzinfo=UTC)) < aware]
+        recent = ([before[-1]] if before else []) + [r for r in scored if r not in before]
+    first = recent[0] if recent else last
+    parts = []
+    for key, name, digits in (("cv_accuracy", "accuracy", 1), ("cv_macro_f1", "macro-F1", 1)):
+        a, b = first.metrics.get(key), last.metrics.get(key)
+        if a is None or b is None:
+            continue
+        if first is last:
+            parts.append(f"{name} {_pct(b, digits)}")
+        else:
+            parts.append(f"{name} {_pct(a, digits)} → {_pct(b, digits)} ({(b - a) * 100:+.1f} points)")
+    span = (f"from {_plural(first.n_labels, 'label')} to {last.n_labels:,}" if first is not last
+            else f"at {_plural(last.n_labels, 'label')}")
+    return f"*Model trend* ({span}): " + " · ".join(parts)
+
+
+def advice_text(advice: Any) -> str:
+    """Stopping advice (a ``core.stopping.StoppingAdvice``) as mrkdwn: the verdict, then weak labels."""
+    verdict = ":checkered_flag: " if advice.stop else ":seedling: "
+    text = verdict + escape_mrkdwn(advice.message)
+    if advice.weak_labels:
+        text += "\n*Still weak:* " + mrkdwn_text(advice.weak_text, 1500) + (
+            " — label more of these if they matter." if advice.stop else "")
+    return truncate(text, SECTION_TEXT_LIMIT)
+
+
+def digest_message(
+    status: ProjectStatus,
+    *,
+    week: Mapping[str, int],
+    runs: Sequence[ModelRunInfo],
+    advice: Any | None,
+    since: datetime | None = None,
+    title: str | None = None,
+    include_progress: bool = True,
+) -> Message:
+    """The weekly digest (and the extra part of ``/label status``): progress, answers in the last
+    7 days per person, the metrics trend and the stopping advice. The chart is uploaded beside it."""
+    header = title or f"Weekly digest: {status.project}"
+    blocks: list[Block] = [_header(header, "digest.hdr")]
+    if include_progress:
+        blocks.append(_section(_progress_text(status), "digest.progress"))
+    ranked = sorted(week.items(), key=lambda kv: (-kv[1], kv[0]))
+    if ranked:
+        total = sum(n for _, n in ranked)
+        lines = [f"• {mention(who)} — {_plural(n, 'answer')}" for who, n in ranked[:MAX_WEEK_PEOPLE]]
+        if len(ranked) > len(lines):
+            lines.append(f"… and {len(ranked) - len(lines):,} more")
+        blocks.append(_section(f"*Last 7 days:* {_plural(total, 'answer')}\n" + "\n".join(lines),
+                               "digest.week"))
+    else:
+        blocks.append(_section("*Last 7 days:* no answers. `/label next` takes a minute.", "digest.week"))
+    blocks.append(_section(_trend_text(runs, since), "digest.trend"))
+    if advice is not None:
+        blocks.append(_section(advice_text(advice), "digest.advice"))
+    blocks.append(_context(["The learning curve (accuracy and macro-F1 against labels, and labels per "
+                            "class) is attached as a chart."], "digest.note"))
+    pct = _pct(status.progress, 1) or "0.0%"
+    fallback = f"{escape_mrkdwn(header)}: {status.labeled:,}/{status.total:,} labeled ({pct})"
+    return _message(fallback, blocks)
+
+
+_KIND_NAMES = {"prompt": "Prompt", "digest": "Digest", "subscription": "Subscription"}
+
+
+def _schedule_line(item: Any) -> str:
+    """One schedule (a ``core.schedules.ScheduledItem``): id, kind, where, when, cards and next run."""
+    if item.kind == "subscription":
+        where = mention(item.target)
+    elif re.fullmatch(r"[CGD][A-Z0-9]{1,30}", str(item.target)):
+        where = f"<#{item.target}>"
+    else:
+        where = mrkdwn_text(str(item.target), 80)
+    cards = f" · {_plural(item.n, 'card')}" if item.n else ""
+    nxt = f" · next {_when(item.next_run)}" if item.next_run is not None else " · paused"
+    return (f"`{escape_mrkdwn(item.id)}` {_KIND_NAMES.get(item.kind, item.kind)} {where} — "
+            f"{mrkdwn_text(item.when, 200)}{cards}{nxt}")
+
+
+def schedule_added_message(intro: str, item: Any) -> Message:
+    """The reply after scheduling: ``intro`` (escaped) and the new schedule's line."""
+    body = f"{mrkdwn_text(intro, 1000)}\n{_schedule_line(item)}"
+    return _message(f"{escape_mrkdwn(intro)} ({escape_mrkdwn(item.id)})", [_section(body, "sched.added")])
+
+
+def schedule_list_message(project_name: str, items: Sequence[Any]) -> Message:
+    """``/label schedule list``: every prompt, digest and subscription of a project, with its id."""
+    blocks: list[Block] = [_header(f"Schedules: {project_name}", "sched.hdr")]
+    lines = [f"• {_schedule_line(item)}" for item in items[:MAX_SCHEDULE_ITEMS]]
+    if len(items) > len(lines):
+        lines.append(f"… and {len(items) - len(lines):,} more")
+    if not lines:
+        lines = ["Nothing scheduled. Try `/label schedule weekdays 10:00 5` or "
+                 "`/label digest weekly mon 09:00`."]
+    texts = _lines_to_sections(lines, max_sections=MAX_MESSAGE_BLOCKS - 2, more=lambda n: f"… and {n:,} more")
+    blocks += [_section(text, f"sched.{i}") for i, text in enumerate(texts)]
+    blocks.append(_context(["Remove one with `/label schedule remove <id>`."], "sched.note"))
+    return _message(f"Schedules for {escape_mrkdwn(project_name)}: {len(items):,}", blocks)

@@ -264,9 +264,15 @@ def status(
     project: str,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     annotators: Annotated[bool, typer.Option("--annotators", help="Per-annotator figures.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also write the learning-curve chart (PNG) to this file.")
+    ] = None,
 ) -> None:
     """Progress, per-label counts, model quality and top labelers."""
-    result = _service().status(project)
+    service = _service()
+    result = service.status(project)
+    if plot is not None:
+        _write_plot(service, result, plot)
     if as_json:
         print(json.dumps(_status_dict(result), ensure_ascii=False, indent=2))
         return
@@ -279,11 +285,24 @@ def configure(
     project: str,
     answers_per_record: Annotated[int | None, typer.Option(help="Answers needed per record.")] = None,
     strategy: Annotated[str | None, typer.Option(help="Query strategy.")] = None,
+    extra_answer_on_disagreement: Annotated[
+        bool | None,
+        typer.Option(
+            "--extra-answer-on-disagreement/--no-extra-answer-on-disagreement",
+            help="Send a tie to one more labeler before it goes to review.",
+        ),
+    ] = None,
 ) -> None:
     """Change a project's settings."""
-    info = _service().configure_project(project, answers_per_record=answers_per_record, strategy=strategy)
+    info = _service().configure_project(
+        project,
+        answers_per_record=answers_per_record,
+        strategy=strategy,
+        extra_answer_on_disagreement=extra_answer_on_disagreement,
+    )
     console.print(
-        f"{info.name}: answers_per_record={info.answers_per_record}, strategy={info.strategy}",
+        f"{info.name}: answers_per_record={info.answers_per_record}, strategy={info.strategy}, "
+        f"extra_answer_on_disagreement={info.extra_answer_on_disagreement}",
         highlight=False,
         markup=False,
     )
@@ -326,6 +345,7 @@ def _status_dict(status: ProjectStatus) -> dict[str, Any]:
         "remaining": status.remaining,
         "label_counts": status.label_counts,
         "agreement": status.agreement,
+        "pairs": [p.__dict__ for p in status.pairs],
         "annotators": [a.__dict__ for a in status.annotators],
         "latest_run": None
         if run is None
@@ -358,6 +378,11 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
         )
     if "krippendorff_alpha" in status.agreement:
         console.print(f"Agreement: Krippendorff's alpha {status.agreement['krippendorff_alpha']:.3f}")
+    if status.pairs:
+        kappas = Table("annotator", "annotator", "Cohen's kappa", "shared records")
+        for pair in status.pairs if all_annotators else status.pairs[:10]:
+            kappas.add_row(pair.first, pair.second, f"{pair.kappa:.3f}", str(pair.overlap))
+        console.print(kappas)
     people = Table("annotator", "answers", "median s/answer", "agreement", "est. accuracy")
     shown = status.annotators if all_annotators else status.annotators[:10]
     for a in shown:
@@ -384,6 +409,9 @@ def serve(
     ] = False,
     port: Annotated[int | None, typer.Option(help="HTTP port (default 3000 or LABELBOT_PORT).")] = None,
     host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1 or LABELBOT_HOST).")] = None,
+    playground: Annotated[
+        bool, typer.Option("--playground", help="Serve the local Slack playground page instead of Slack.")
+    ] = False,
 ) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP at /slack/events."""
     import logging
@@ -395,12 +423,18 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bot_settings = load_bot_settings()
+    if playground:
+        _run_playground(LabelingService(load_settings(), background=True), bot_settings, host, port, None)
+        return
     transport = bot_settings.transport(force_http=http)
     bot_settings.check(transport)
     service = LabelingService(load_settings(), background=True)
     # Load the embedding model now, off the request threads, so the first search is not slow.
     threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
     slack_app = create_app(bot_settings, service)
+    from bot.scheduler import LabelScheduler
+
+    scheduler = LabelScheduler(service, slack_app.client).start()  # retrain checks, prompts, digests
     try:
         if transport == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -416,4 +450,293 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        scheduler.shutdown(wait=False)
         service.close()
+
+
+# ------------------------------------------------------------------ demo and playground (issue 6)
+
+
+def _run_playground(
+    service: LabelingService, bot_settings: Any, host: str | None, port: int | None, project: str | None
+) -> None:
+    """Serve the bot with the local Slack playground page until Ctrl+C (``demo``, ``serve --playground``)."""
+    import threading
+
+    from bot.playground.demo import serve_playground
+
+    host = host or bot_settings.http_host
+    port = bot_settings.http_port if port is None else port
+    # Load the embedding model now, off the request threads, so the first search is not slow.
+    threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
+
+    def announce(url: str) -> None:
+        console.print(
+            f"\n[bold green]labelbot playground is running:[/bold green] open [bold]{url}[/bold] "
+            "in your browser.",
+            highlight=False,
+        )
+        console.print(
+            "It is the real bot against a local stand-in for Slack. Switch between alice, bob, carol and "
+            "admin (a labelbot admin) at the top left, then type [bold]/label next[/bold] in the message "
+            "box. "
+            "Ctrl+C stops it.\nTo use a real workspace instead, set SLACK_BOT_TOKEN and SLACK_APP_TOKEN "
+            "(or SLACK_SIGNING_SECRET) as described in the README.\n",
+            highlight=False,
+        )
+
+    try:
+        serve_playground(service, host=host, port=port, project=project, admins=bot_settings.admins,
+                         announce=announce)
+    except OSError as exc:
+        raise LabelbotError(
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Pass --port or set LABELBOT_PORT."
+        ) from None
+    finally:
+        service.close()
+
+
+@app.command()
+@_friendly
+def demo(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 3000 or LABELBOT_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1 or LABELBOT_HOST).")] = None,
+) -> None:
+    """Try labelbot: create the demo project (400 Banking77 queries) if missing, then run the bot.
+
+    Without Slack credentials the bot runs against a local stand-in for Slack with a web page at
+    http://127.0.0.1:3000/playground. With SLACK_BOT_TOKEN set it runs against Slack, as `labelbot serve`.
+    The demo uses labelbot-demo.db unless LABELBOT_DATABASE_URL is set; a second run reuses it.
+    """
+    import logging
+    import time
+
+    from bot.playground.demo import demo_settings, ensure_demo_project, use_database
+    from bot.settings import load_bot_settings
+
+    settings = demo_settings(load_settings())
+    bot_settings = load_bot_settings()
+    service = LabelingService(settings, background=True)
+    console.print(
+        f"Database {settings.database_url}, embedding model {settings.embedding_model}.", highlight=False
+    )
+    started = time.perf_counter()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("Embedding the demo data", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            setup = ensure_demo_project(service, progress=report)
+    except BaseException:
+        service.close()
+        raise
+    elapsed = time.perf_counter() - started
+    if setup.created or setup.new_records:
+        console.print(
+            f"Created the demo project [bold]{setup.project}[/bold]: {setup.new_records} customer queries "
+            f"from Banking77 to label with 12 intents ({elapsed:.1f} s).",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Using the demo project [bold]{setup.project}[/bold] ({setup.total_records} records).",
+            highlight=False,
+        )
+    if bot_settings.has_slack_credentials:
+        service.close()
+        use_database(settings)  # so `serve` opens the same database
+        console.print("SLACK_BOT_TOKEN is set: running against Slack. In Slack, type /label next.")
+        serve(http=False, port=port, host=host, playground=False)
+        return
+    # Warnings only: the page, not the log, is where the playground is watched.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _run_playground(service, bot_settings, host, port, setup.project)
+
+
+@app.command()
+@_friendly
+def review(
+    project: str,
+    n: Annotated[int, typer.Option("-n", help="How many records.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Records to review: crowd disagreements and likely mislabels (decide with `labelbot gold`)."""
+    items = _service().review_queue(project, n)
+    if not items:
+        console.print("Nothing to review: no disagreements or likely mislabels right now.")
+    for item in items:
+        if as_json:
+            row = {**item.__dict__, "answers": [list(a) for a in item.answers]}
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        answers = ", ".join(f"{who}: {label}" for who, label in item.answers) or "none"
+        console.print(f"{item.external_id}  ({item.kind}) {item.reason}", markup=False, highlight=False)
+        console.print(item.text, markup=False, highlight=False)
+        console.print(f"  answers: {answers}", markup=False, highlight=False)
+
+
+@app.command()
+@_friendly
+def gold(project: str, record_id: str, label: str, user: UserOption = "") -> None:
+    """Set a record's gold label (an admin's review decision: it wins over the crowd's answers)."""
+    service = _service()
+    record = service.find_record(project, record_id)
+    service.record_answer(project, record.record_id, user or _default_user(), label, source="review")
+    console.print(f"{record_id}: gold label {label}.", highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------ schedules (issue 4)
+
+schedule_app = typer.Typer(
+    help="Scheduled labeling prompts and digests of a project (the jobs `labelbot serve` runs).",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _write_plot(service: LabelingService, status: ProjectStatus, path: Path) -> None:
+    from core.charts import learning_curve_png  # matplotlib loads only when a chart is asked for
+
+    png = learning_curve_png(service.run_history(status.project), status.label_counts, title=status.project)
+    path.write_bytes(png)
+    err_console.print(f"Wrote the learning-curve chart to {path}.", highlight=False, markup=False)
+
+
+def _offline_scheduler(service: LabelingService) -> Any:
+    """A paused scheduler on the project database: it edits the job store and never runs a job."""
+    from bot.scheduler import LabelScheduler
+
+    return LabelScheduler(service).start(paused=True)
+
+
+def _pickup_note() -> str:
+    from bot.scheduler import SchedulerSettings
+
+    poll = SchedulerSettings().schedule_poll_seconds
+    if poll <= 0:
+        return "Restart `labelbot serve` to pick this up (LABELBOT_SCHEDULE_POLL_SECONDS is 0)."
+    return f"A running `labelbot serve` picks this up within {poll:g} s (LABELBOT_SCHEDULE_POLL_SECONDS)."
+
+
+@schedule_app.callback()
+def schedule_main(
+    ctx: typer.Context, project: Annotated[str, typer.Argument(help="Project name.")]
+) -> None:
+    """Add, list or remove a project's prompts and digests: labelbot schedule PROJECT add|list|remove."""
+    ctx.obj = {"project": project}
+
+
+@schedule_app.command("add")
+@_friendly
+def schedule_add(
+    ctx: typer.Context,
+    channel: Annotated[str, typer.Option("--channel", "-c", help="Slack channel id, e.g. C0123456789.")],
+    when: Annotated[str, typer.Option("--when", help='e.g. "weekdays 10:00" or "0 10 * * 1-5".')],
+    n: Annotated[int, typer.Option("-n", help="Cards the prompt's button sends.")] = 5,
+    tz: Annotated[
+        str | None, typer.Option("--tz", help="IANA time zone (default LABELBOT_TIMEZONE, else UTC).")
+    ] = None,
+    digest: Annotated[
+        bool, typer.Option("--digest", help="Schedule the digest with the chart instead of a prompt.")
+    ] = False,
+) -> None:
+    """Schedule a labeling prompt (or, with --digest, the status digest) in a channel."""
+    from bot.scheduler import resolve_timezone
+    from core.schedules import check_at_most_hourly, parse_when
+
+    service = _service()
+    info = service.get_project(ctx.obj["project"])
+    spec = check_at_most_hourly(parse_when(when, resolve_timezone(tz)))
+    scheduler = _offline_scheduler(service)
+    try:
+        if digest:
+            item = scheduler.add_digest(info, channel, spec, created_by="cli")
+        else:
+            item = scheduler.add_prompt(info, channel, spec, n=n, created_by="cli")
+    finally:
+        scheduler.shutdown(wait=False)
+    nxt = f"{item.next_run:%Y-%m-%d %H:%M %Z}" if item.next_run else "paused"
+    console.print(
+        f"Added {item.id}: {item.kind} in {channel}, {item.when}"
+        f"{f', {item.n} cards' if item.n else ''}; next {nxt}. {_pickup_note()}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@schedule_app.command("list")
+@_friendly
+def schedule_list(ctx: typer.Context) -> None:
+    """List the project's prompts, digests and subscriptions."""
+    from datetime import UTC
+    service = _service()
+    info = service.get_project(ctx.obj["project"])
+    scheduler = _offline_scheduler(service)
+    try:
+        items = scheduler.items(info.id)
+    finally:
+        scheduler.shutdown(wait=False)
+    if not items:
+        console.print(f"Nothing scheduled for {info.name}.", highlight=False, markup=False)
+        return
+    table = Table("id", "kind", "where", "when", "cards", "next run (UTC)")
+    for item in items:
+        table.add_row(
+            item.id, item.kind, item.target, item.when, "" if item.n is None else str(item.n),
+            f"{item.next_run.astimezone(UTC):%Y-%m-%d %H:%M}" if item.next_run else "paused",
+        )
+    console.print(table)
+
+
+@schedule_app.command("remove")
+@_friendly
+def schedule_remove(
+    ctx: typer.Context, item_id: Annotated[str, typer.Argument(help="Id from `list`.")]
+) -> None:
+    """Remove a prompt, digest or subscription by id."""
+    service = _service()
+    info = service.get_project(ctx.obj["project"])
+    scheduler = _offline_scheduler(service)
+    try:
+        item = scheduler.remove(item_id, project_id=info.id)
+    finally:
+        scheduler.shutdown(wait=False)
+    console.print(
+        f"Removed {item.id} ({item.kind}, {item.when}). {_pickup_note()}", highlight=False, markup=False
+    )
+
+
+@app.command()
+@_friendly
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Labeled training data (CSV, TSV or JSONL).")],
+    text_column: Annotated[str, typer.Option(help="Column with the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column with the gold label.")] = "label",
+    test_file: Annotated[Path | None, typer.Option(help="Test data (default: a held-out 20% split).")] = None,
+    strategy: Annotated[str, typer.Option(help="Query strategy to compare with random.")] = "margin-kmeans",
+    budget: Annotated[int, typer.Option(help="Labels to spend.")] = 1000,
+    seeds: Annotated[int, typer.Option(help="Repetitions (mean ± std).")] = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the curves as JSON.")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="Write the learning curves as PNG.")] = None,
+) -> None:
+    """Replay an oracle through the real labeling loop and report how many labels active learning saves."""
+    from core.simulate import format_table, plot, run_simulation, write_json
+
+    result = run_simulation(
+        file,
+        text_column=text_column,
+        label_column=label_column,
+        test_path=test_file,
+        strategy=strategy,
+        budget=budget,
+        seeds=seeds,
+        settings=load_settings(),
+        progress=lambda line: err_console.print(line, markup=False),
+    )
+    print(format_table(result))
+    if json_out is not None:
+        console.print(f"Wrote {write_json(result, json_out)}", highlight=False, markup=False)
+    if plot_out is not None:
+        console.print(f"Wrote {plot(result, plot_out)}", highlight=False, markup=False)

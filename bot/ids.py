@@ -339,3 +339,20 @@ def parse_modal_metadata(value: str) -> ModalContext:
             raise ValueError("Malformed modal metadata: bad channel or timestamp.")
         refs.append(ref)
     return ModalContext(project_id, project_digest, record_id, refs[0], refs[1])
+
+
+# ------------------------------------------------------------------------------------------ review cards
+
+#: Label buttons on an admin's review card (``/label review``): the click is recorded as the gold label.
+#: Distinct action ids (not a flag in the value) route review clicks to their own listener, which checks
+#: that the clicker is an admin whatever the card says. Values are :func:`encode_label_value` values.
+ACTION_REVIEW_CHOICE = "review_choice"
+REVIEW_CHOICE_RE = re.compile(r"^review_choice(?::[0-9]{1,6})?\Z")
+ACTION_REVIEW_SELECT = "review_select"  # static_select on review cards with more than BUTTON_LIMIT labels
+CARD_REVIEW = "review"  # block id prefix of a review card ...
+CARD_REVIEWED = "gold"  # ... and of the same card once the admin decided
+
+
+def review_choice_action_id(index: int) -> str:
+    """Action id of the label button at ``index`` on a review card (``review_choice:<index>``)."""
+    return ACTION_REVIEW_CHOICE + label_choice_action_id(index)[len(ACTION_LABEL_CHOICE):]

@@ -21,6 +21,13 @@ EVENTS_PATH = "/slack/events"
 Route = Callable[[str, str, dict[str, str], bytes], "tuple[int, dict[str, str], bytes] | None"]
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of clicks from a team overflows it and the
+    # kernel drops the SYNs, so those clicks wait for TCP's 1 s retransmit (or get reset).
+    request_queue_size = 128
+
+
 class SlackHTTPServer:
     """Serve ``app`` on ``host:port`` (port 0 picks a free one) in a background thread or the foreground."""
 
@@ -30,8 +37,7 @@ class SlackHTTPServer:
         self.app = app
         self.routes = list(routes or [])
         handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _ThreadingServer((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property

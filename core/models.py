@@ -122,3 +122,20 @@ class ContextBinding(SQLModel, table=True):
 
     context: str = Field(primary_key=True)
     project_id: int = Field(sa_column=_fk("project.id"))
+
+
+class ModelRunReport(SQLModel, table=True):
+    """Per-run diagnostics for stopping advice (issue 4), one row per ModelRun.
+
+    Kept beside ``ModelRun`` instead of in its ``metrics`` (which hold scalars that are printed and
+    plotted): per-class F1 from the out-of-fold predictions, per-class example counts, and the
+    fingerprint of the labels the run was trained on (for "retrain on an interval when anything changed").
+    """
+
+    run_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("modelrun.id", ondelete="CASCADE"), primary_key=True)
+    )
+    project_id: int = Field(sa_column=_fk("project.id"))
+    per_class_f1: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    support: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    fingerprint: str = ""

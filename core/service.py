@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import statistics
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from sqlalchemy import Engine, delete, func, insert, select, union, update
 from sqlmodel import Session
 
 from core import aggregate as agg
-from core import io
+from core import io, stopping
+from core import review as rv
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import (
@@ -33,13 +36,14 @@ from core.errors import (
     UnknownLabel,
 )
 from core.index import VectorIndex
-from core.learner import EmbeddingClassifier, cross_validated_metrics
+from core.learner import EmbeddingClassifier, cross_validated_metrics, out_of_fold_proba, singleton_rows
 from core.models import (
     Annotation,
     ContextBinding,
     Embedding,
     Lease,
     ModelRun,
+    ModelRunReport,
     Project,
     QueueItem,
     Record,
@@ -55,9 +59,11 @@ from core.types import (
     ImportResult,
     LabelDef,
     ModelRunInfo,
+    PairAgreement,
     ProjectInfo,
     ProjectStatus,
     RecordView,
+    ReviewItem,
     SimilarRecord,
     UndoResult,
 )
@@ -116,8 +122,11 @@ class LabelingService:
         embedder: Embedder | None = None,
         engine: Engine | None = None,
         background: bool = False,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings or load_settings()
+        # Lease expiry and seconds-per-answer read the time from here, so tests can move it.
+        self.clock = clock
         self.engine = engine or create_db_engine(self.settings.database_url)
         self._embedder = embedder
         self._lock = threading.Lock()  # guards the dicts below
@@ -127,8 +136,14 @@ class LabelingService:
         self._predictions: dict[int, tuple[int, int, np.ndarray, tuple[str, ...]]] = {}
         self._answers_since_train: Counter[int] = Counter()
         self._pending_retrains: dict[int, Future[ModelRunInfo | None]] = {}
+        self._trained_fingerprints: dict[int, str] = {}  # labels each project was last trained on
+        self._advice_cache: dict[int, tuple[str, Any]] = {}  # per-class F1 by labels fingerprint
         self._executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelbot-train") if background else None
+            ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="labelbot-train", initializer=self._lower_training_priority
+            )
+            if background
+            else None
         )
         self.retrain_listeners: list[Callable[[ModelRunInfo | None, str], None]] = []
 
@@ -206,9 +221,14 @@ class LabelingService:
             return [_project_info(p) for p in session.exec(select(Project).order_by(Project.name)).scalars()]
 
     def configure_project(
-        self, name: str, *, answers_per_record: int | None = None, strategy: str | None = None
+        self,
+        name: str,
+        *,
+        answers_per_record: int | None = None,
+        strategy: str | None = None,
+        extra_answer_on_disagreement: bool | None = None,
     ) -> ProjectInfo:
-        """Change a project's crowd redundancy or query strategy."""
+        """Change a project's crowd redundancy, disagreement routing or query strategy."""
         with write_session(self.engine) as session:
             project = self._project(session, name)
             settings = dict(project.settings)
@@ -216,6 +236,8 @@ class LabelingService:
                 settings["answers_per_record"] = self._check_k(answers_per_record)
             if strategy is not None:
                 settings["strategy"] = self._check_strategy(strategy)
+            if extra_answer_on_disagreement is not None:
+                settings["extra_answer_on_disagreement"] = bool(extra_answer_on_disagreement)
             project.settings = settings
             session.add(project)
             k = settings["answers_per_record"]
@@ -229,7 +251,9 @@ class LabelingService:
                 .values(complete=(Record.n_answers >= k) | Record.id.in_(gold))
             )
             session.flush()
-            return _project_info(project)
+            info = _project_info(project)
+            self._reopen_ties(session.connection(), info)
+            return info
 
     def delete_project(self, name: str) -> None:
         with write_session(self.engine) as session:
@@ -396,6 +420,7 @@ class LabelingService:
             n_annotations = len(new_annotations)
             if n_annotations:
                 self._refresh_counts(conn, info.id, info.answers_per_record)
+                self._reopen_ties(conn, info)
             if new_texts or n_annotations:
                 conn.execute(
                     update(Project).where(Project.id == info.id).values(data_version=Project.data_version + 1)
@@ -445,15 +470,17 @@ class LabelingService:
         info = self.get_project(project)
         with read_session(self.engine) as session:
             records = session.execute(
-                select(Record.id, Record.external_id, Record.text, Record.n_answers)
+                select(Record.id, Record.external_id, Record.text, Record.n_answers, Record.complete)
                 .where(Record.project_id == info.id)
                 .order_by(Record.id)
             ).all()
         finals = self._aggregate(info)
         predictions = self._predictions_for(info)
         rows = []
-        for rid, eid, text, n_answers in records:
-            final = finals.get(rid)
+        for rid, eid, text, n_answers, complete in records:
+            # Only complete records carry a label: the export is uploaded to a channel, where a
+            # partial aggregate would show labelers the answers of others they have yet to match.
+            final = finals.get(rid) if complete else None
             guess = predictions.get(rid)
             rows.append(
                 {
@@ -482,7 +509,7 @@ class LabelingService:
         info = self.get_project(project)
         if not self._has_queue(info.id):
             self._rebuild_queue_if_missing(info)
-        now = utcnow()
+        now = self.clock()
         k = info.answers_per_record
         with self._project_lock(self._handout_locks, info.id), write_session(self.engine) as session:
             conn = session.connection()
@@ -500,11 +527,15 @@ class LabelingService:
                     Lease.project_id == info.id, Lease.annotator == user, Lease.expires_at > now
                 ),
             )
+            # An incomplete record with k answers already was reopened for a tie: it needs one more.
+            needs = ((Record.n_answers + leased_by_others) < k) | (
+                (Record.n_answers >= k) & (leased_by_others == 0)
+            )
             available = (
                 (Record.project_id == info.id)
                 & Record.complete.is_(False)
                 & Record.id.not_in(mine)
-                & ((Record.n_answers + leased_by_others) < k)
+                & needs
             )
             picked = conn.execute(
                 select(
@@ -637,7 +668,7 @@ class LabelingService:
                 if changed:
                     existing.label = label
                     existing.source = source
-                    existing.created_at = utcnow()
+                    existing.created_at = self.clock()
                     session.add(existing)
             else:
                 if record.complete and source != "review":
@@ -650,13 +681,14 @@ class LabelingService:
                         label=label,
                         source=source,
                         shown_at=lease.shown_at if lease else None,
+                        created_at=self.clock(),
                     )
                 )
                 record.n_answers += 1
             if source == "review":
                 record.complete = True
             else:
-                record.complete = record.complete or record.n_answers >= info.answers_per_record
+                record.complete = record.complete or self._enough_answers(session, info, record)
             session.add(record)
             if lease is not None:
                 session.delete(lease)
@@ -723,9 +755,9 @@ class LabelingService:
                     Annotation.id != annotation.id,
                 )
             ).first()
-            record.complete = bool(has_gold) or record.n_answers >= info.answers_per_record
+            record.complete = bool(has_gold) or self._enough_answers(session, info, record)
             session.add(record)
-            now = utcnow()
+            now = self.clock()
             session.add(
                 Lease(
                     record_id=record.id,
@@ -832,7 +864,7 @@ class LabelingService:
 
     def _background_retrain(self, project: str) -> ModelRunInfo | None:
         try:
-            run = self.retrain(project)
+            run = self._retrain_in_background(project)
         except Exception:  # a failed retrain must not kill the worker; the old queue stays
             log.exception("Background retrain of %s failed", project)
             return None
@@ -850,6 +882,11 @@ class LabelingService:
             self._answers_since_train[info.id] += 1
             due = self._answers_since_train[info.id] >= self.settings.retrain_every
         if due and self._executor is not None:
+            with self._lock:
+                pending = self._pending_retrains.get(info.id)
+            if pending is not None and not pending.done():
+                # One is already waiting: skip request_retrain's project lookup on every answer meanwhile.
+                return False
             return self.request_retrain(info.name)
         return False
 
@@ -857,16 +894,9 @@ class LabelingService:
         started = time.perf_counter()
         with self._lock:
             self._answers_since_train[info.id] = 0
+        fingerprint = self._labels_fingerprint(info.id)  # before reading labels: later changes count
         pool = self._pool(info)
         finals = self._aggregate(info)
-        rows, y = [], []
-        for row, rid in enumerate(pool.ids):
-            final = finals.get(int(rid))
-            if final is not None and final.label is not None:
-                rows.append(row)
-                y.append(final.label)
-        labeled_rows = np.asarray(rows, dtype=np.int64)
-        y_arr = np.asarray(y, dtype=object)
         with read_session(self.engine) as session:
             complete = {
                 rid
@@ -874,6 +904,16 @@ class LabelingService:
                     select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
                 ).all()
             }
+        rows, y = [], []
+        for row, rid in enumerate(pool.ids):
+            # Only complete records: a partial aggregate would leak into the guess shown to the
+            # next labeler of that very record (others' answers stay hidden until complete).
+            final = finals.get(int(rid)) if int(rid) in complete else None
+            if final is not None and final.label is not None:
+                rows.append(row)
+                y.append(final.label)
+        labeled_rows = np.asarray(rows, dtype=np.int64)
+        y_arr = np.asarray(y, dtype=object)
         candidates = np.asarray(
             [row for row, rid in enumerate(pool.ids) if int(rid) not in complete], dtype=np.int64
         )
@@ -889,6 +929,7 @@ class LabelingService:
             )
             proba = classifier.predict_proba(pool.vectors)
             classes = tuple(str(c) for c in classifier.classes_)
+            metrics.update(self._stability_metrics(info, pool, labeled_rows, proba, classes))
         strategy = get_strategy(info.strategy)
         picks = strategy.query(
             proba=proba,
@@ -898,6 +939,8 @@ class LabelingService:
             n=min(queue_size, len(candidates)),
             rng=np.random.default_rng(len(y)),
             labeled=labeled_rows,
+            # Labelers answer this many before the next retrain rebuilds the queue.
+            batch_size=min(queue_size, self.settings.retrain_every or queue_size),
         )
         queue_rows = []
         for position, pick in enumerate(picks):
@@ -936,10 +979,13 @@ class LabelingService:
                 session.add(run)
                 session.flush()
                 run_info = _run_info(run, info.name)
+                session.add(ModelRunReport(run_id=run.id, project_id=info.id, fingerprint=fingerprint))
             # The new queue replaces the old one in this same transaction: readers see one or the other.
             conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id))
             if queue_rows:
                 conn.execute(insert(QueueItem), queue_rows)
+        with self._lock:
+            self._trained_fingerprints[info.id] = fingerprint
         if classifier is not None and run_info is not None:
             best = proba.argmax(axis=1)
             with self._lock:
@@ -977,6 +1023,11 @@ class LabelingService:
             remaining = session.execute(
                 select(func.count(Record.id)).where(Record.project_id == info.id, Record.complete.is_(False))
             ).scalar_one()
+            complete = set(
+                session.execute(
+                    select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
+                ).scalars()
+            )
             answers = session.execute(
                 select(
                     Annotation.record_id,
@@ -998,22 +1049,31 @@ class LabelingService:
                 .first()
             )
             latest_info = _run_info(latest, info.name) if latest else None
-        finals = self._aggregate_answers(info, answers)
+        # Counts, agreement and the labels shown cover complete records only: a partial aggregate
+        # would reveal others' answers to someone still due to answer the record.
+        finals = {
+            rid: final for rid, final in self._aggregate_answers(info, answers).items() if rid in complete
+        }
         label_counts = {name: 0 for name in info.label_names}
         for final in finals.values():
             if final.label is not None:
                 label_counts[final.label] = label_counts.get(final.label, 0) + 1
         triples = [(rid, who, label) for rid, who, label, source, *_ in answers if source != "review"]
         per_user: dict[str, list[Any]] = defaultdict(list)
-        for rid, who, label, _source, shown_at, created_at in answers:
-            per_user[who].append((rid, label, shown_at, created_at))
+        for rid, who, label, source, shown_at, created_at in answers:
+            per_user[who].append((rid, label, shown_at, created_at, source))
         estimated = {}
         if info.answers_per_record >= 3 and triples:
             estimated = agg.dawid_skene(triples, labels=info.label_names).annotator_accuracy
         annotators = []
         for who, items in per_user.items():
-            seconds = [(c - s).total_seconds() for _, _, s, c in items if s is not None and c >= s]
-            scored = [(rid, label) for rid, label, _, _ in items if finals.get(rid) and finals[rid].label]
+            seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
+            # A gold decision agrees with the aggregate by definition: leave it out of agreement.
+            scored = [
+                (rid, label)
+                for rid, label, _, _, source in items
+                if source != "review" and finals.get(rid) and finals[rid].label
+            ]
             agreement = (
                 sum(label == finals[rid].label for rid, label in scored) / len(scored) if scored else None
             )
@@ -1028,9 +1088,11 @@ class LabelingService:
             )
         annotators.sort(key=lambda a: (-a.answers, a.user))
         agreement: dict[str, float] = {}
-        alpha = agg.krippendorff_alpha_nominal(triples) if triples else None
+        finished = [t for t in triples if t[0] in complete]
+        alpha = agg.krippendorff_alpha_nominal(finished) if finished else None
         if alpha is not None:
             agreement["krippendorff_alpha"] = float(alpha)
+        pairs = self._pair_agreement(finished)
         return ProjectStatus(
             project=info.name,
             total=total,
@@ -1041,6 +1103,7 @@ class LabelingService:
             latest_run=latest_info,
             remaining=remaining,
             agreement=agreement,
+            pairs=pairs,
         )
 
     def model_runs(self, project: str) -> list[ModelRunInfo]:
@@ -1055,14 +1118,18 @@ class LabelingService:
             return [_run_info(run, info.name) for run in runs]
 
     def final_labels(self, project: str) -> dict[str, str]:
-        """External id → aggregate label, for records that have one."""
+        """External id → aggregate label, for complete records that have one (what training uses)."""
         info = self.get_project(project)
         finals = self._aggregate(info)
         with read_session(self.engine) as session:
             eids = dict(
-                session.execute(select(Record.id, Record.external_id).where(Record.project_id == info.id))
+                session.execute(
+                    select(Record.id, Record.external_id).where(
+                        Record.project_id == info.id, Record.complete.is_(True)
+                    )
+                ).all()
             )
-        return {eids[rid]: f.label for rid, f in finals.items() if f.label is not None}
+        return {eids[rid]: f.label for rid, f in finals.items() if f.label is not None and rid in eids}
 
     # ------------------------------------------------------------------ internals
 
@@ -1127,11 +1194,17 @@ class LabelingService:
         triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
         return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)
 
-    def _pool(self, info: ProjectInfo) -> _Pool:
-        """The project's embeddings in memory, reloaded only when an import changed them."""
+    def _pool(self, info: ProjectInfo, version: int | None = None) -> _Pool:
+        """The project's embeddings in memory, reloaded only when an import changed them.
+
+        ``version``: the project's ``data_version`` if the caller has just read it (saves a session).
+        """
         model = self.embedder.name
-        with read_session(self.engine) as session:
-            version = session.execute(select(Project.data_version).where(Project.id == info.id)).scalar_one()
+        if version is None:
+            with read_session(self.engine) as session:
+                version = session.execute(
+                    select(Project.data_version).where(Project.id == info.id)
+                ).scalar_one()
         with self._lock:
             cached = self._pools.get(info.id)
             if cached is not None and cached.data_version == version and cached.model == model:
@@ -1159,7 +1232,9 @@ class LabelingService:
             latest_id = session.execute(
                 select(func.max(ModelRun.id)).where(ModelRun.project_id == info.id)
             ).scalar_one()
-        pool = self._pool(info)
+            # Read with the run id: every card render comes here, and a session costs more than the query.
+            version = session.execute(select(Project.data_version).where(Project.id == info.id)).scalar_one()
+        pool = self._pool(info, version)
         if latest_id is None:
             return _Guesses(pool.index, None, ())
         with self._lock:
@@ -1198,6 +1273,378 @@ class LabelingService:
             ).scalar()
         return pickle.loads(blob) if blob is not None else None  # written by this service only
 
+    # ------------------------------------------------------------------ crowd: agreement and review
+
+    #: Cohen's kappa is reported for annotator pairs with at least this many complete records in common.
+    min_kappa_overlap: int = 10
+
+    def review_queue(self, project: str, limit: int = 10) -> list[ReviewItem]:
+        """Complete records an admin should decide, most urgent first; never one with a gold label.
+
+        In this order: ties (the classifier cannot train on them), records whose chosen label has no
+        majority of the answers (``core.review.LOW_AGREEMENT``), likely mislabels found by confident
+        learning on out-of-fold probabilities (``core.review.find_label_issues``), and records whose
+        aggregate the latest model contradicts with probability >= ``core.review.MODEL_CONFIDENCE``.
+        An answer with ``source="review"`` is the gold label and takes the record off the queue.
+        """
+        if limit <= 0:
+            return []
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            complete = set(
+                session.execute(
+                    select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
+                ).scalars()
+            )
+            answers = session.execute(
+                select(Annotation.record_id, Annotation.annotator, Annotation.label, Annotation.source)
+                .where(Annotation.project_id == info.id)
+                .order_by(Annotation.created_at, Annotation.id)
+            ).all()
+        gold = {rid for rid, _, _, source in answers if source == "review"}
+        finals = self._aggregate_answers(info, answers)
+        crowd: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for rid, who, label, source in answers:
+            if source != "review":
+                crowd[rid].append((who, label))
+        guesses = self._predictions_for(info)
+        # record id -> (sort key, kind, reason, suggested label, its probability)
+        found: dict[int, tuple[tuple[float, ...], str, str, str | None, float | None]] = {}
+
+        for rid in sorted(complete - gold):
+            final = finals.get(rid)
+            votes = [label for _, label in crowd.get(rid, [])]
+            if final is None or len(votes) < 2:
+                continue
+            guess = guesses.get(rid)
+            if final.label is None:
+                split = ", ".join(f"{label} {n}" for label, n in Counter(votes).most_common())
+                found[rid] = ((0, rid), "tie", f"The answers are split ({split}).", *(guess or (None, None)))
+            elif final.agreement <= rv.LOW_AGREEMENT:
+                reason = (
+                    f"No majority: {final.label} got {final.agreement:.0%} of {len(votes)} answers "
+                    f"({', '.join(f'{label} {n}' for label, n in Counter(votes).most_common())})."
+                )
+                key = (1, final.agreement, final.confidence, rid)
+                found[rid] = (key, "low_agreement", reason, *(guess or (None, None)))
+
+        for rid, suggested, proba in self._label_issues(info, finals, complete):
+            if rid in found or rid in gold:
+                continue
+            reason = (
+                f"Likely mislabel: labeled {finals[rid].label}, but a model trained without this record "
+                f"says {suggested} ({proba:.0%})."
+            )
+            found[rid] = ((2, -proba, rid), "label_issue", reason, suggested, proba)
+
+        for rid in sorted(complete - gold - set(found)):
+            final, guess = finals.get(rid), guesses.get(rid)
+            if final is None or final.label is None or guess is None:
+                continue
+            if guess[0] != final.label and guess[1] >= rv.MODEL_CONFIDENCE:
+                reason = (
+                    f"The model is {guess[1]:.0%} sure this is {guess[0]}; the answers say {final.label}."
+                )
+                found[rid] = ((3, -guess[1], rid), "model_disagrees", reason, guess[0], guess[1])
+
+        chosen = sorted(found.items(), key=lambda kv: kv[1][0])[:limit]
+        with read_session(self.engine) as session:
+            texts = {
+                rid: (eid, text)
+                for rid, eid, text in session.execute(
+                    select(Record.id, Record.external_id, Record.text).where(
+                        Record.id.in_([rid for rid, _ in chosen])
+                    )
+                ).all()
+            }
+        return [
+            ReviewItem(
+                project=info.name,
+                record_id=rid,
+                external_id=texts[rid][0],
+                text=texts[rid][1],
+                kind=kind,
+                reason=reason,
+                label=finals[rid].label,
+                answers=tuple(crowd.get(rid, [])),
+                suggested_label=suggested,
+                confidence=proba,
+            )
+            for rid, (_, kind, reason, suggested, proba) in chosen
+        ]
+
+    def _label_issues(
+        self, info: ProjectInfo, finals: dict[int, agg.AggregateLabel], complete: set[int]
+    ) -> list[tuple[int, str, float]]:
+        """(record id, the class the out-of-fold model prefers, its probability) per likely mislabel."""
+        pool = self._pool(info)
+        rows, ids, y = [], [], []
+        for row, rid in enumerate(pool.ids):
+            final = finals.get(int(rid)) if int(rid) in complete else None
+            if final is not None and final.label is not None:
+                rows.append(row)
+                ids.append(int(rid))
+                y.append(final.label)
+        y_arr = np.asarray(y, dtype=object)
+        if len(y) < 10 or len(set(y)) < 2:
+            return []
+        try:
+            proba = out_of_fold_proba(
+                pool.vectors[np.asarray(rows, dtype=np.int64)],
+                y_arr,
+                estimator_factory=lambda: EmbeddingClassifier(random_state=0),
+            )
+        except ValueError:  # no label has two examples yet
+            return []
+        classes = np.unique(y_arr)
+        given = np.searchsorted(classes, y_arr)
+        # Rows of single-example labels were never held out: their probabilities are in-sample.
+        singles = singleton_rows(y_arr)
+        return [
+            (ids[i], str(classes[proba[i].argmax()]), float(proba[i].max()))
+            for i in rv.find_label_issues(given, proba)
+            if not singles[i]
+        ]
+
+    def _pair_agreement(self, triples: Sequence[tuple[int, str, str]]) -> tuple[PairAgreement, ...]:
+        """Cohen's kappa per annotator pair with enough overlap, the largest overlaps first."""
+        if not triples:
+            return ()
+        pairs = agg.cohen_kappa_pairs(triples, min_overlap=self.min_kappa_overlap)
+        ordered = sorted(pairs.items(), key=lambda kv: (-kv[1][1], str(kv[0][0]), str(kv[0][1])))
+        return tuple(PairAgreement(str(a), str(b), float(kappa), n) for (a, b), (kappa, n) in ordered)
+
+    def _enough_answers(self, session: Session, info: ProjectInfo, record: Record) -> bool:
+        """Whether ``record`` has the answers it needs; a tie among exactly k asks for one more when
+        the project routes disagreements to another labeler before review."""
+        k = info.answers_per_record
+        if record.n_answers < k:
+            return False
+        if not info.extra_answer_on_disagreement or record.n_answers > k:
+            return True
+        labels = session.execute(select(Annotation.label).where(Annotation.record_id == record.id)).scalars()
+        return not rv.needs_extra_answer(list(labels), k)
+
+    def _reopen_ties(self, conn: Any, info: ProjectInfo) -> None:
+        """After a bulk completeness update: reopen tied records with exactly k answers (routing on)."""
+        if not info.extra_answer_on_disagreement:
+            return
+        k = info.answers_per_record
+        gold = select(Annotation.record_id).where(
+            Annotation.project_id == info.id, Annotation.source == "review"
+        )
+        rows = conn.execute(
+            select(Annotation.record_id, Annotation.label)
+            .join(Record, Record.id == Annotation.record_id)
+            .where(
+                Record.project_id == info.id,
+                Record.complete.is_(True),
+                Record.n_answers == k,
+                Record.id.not_in(gold),
+            )
+        ).all()
+        votes: dict[int, list[str]] = defaultdict(list)
+        for rid, label in rows:
+            votes[rid].append(label)
+        tied = [rid for rid, labels in votes.items() if rv.needs_extra_answer(labels, k)]
+        for start in range(0, len(tied), _INSERT_CHUNK):
+            conn.execute(update(Record).where(Record.id.in_(tied[start : start + _INSERT_CHUNK])).values(
+                complete=False
+            ))
+
+    # ------------------------------------------------------------------ schedule: stopping advice (issue 4)
+
+    #: Added to the training thread's nice value (Linux; 0 leaves it alone). Request threads then get
+    #: the CPU first while a retrain runs: see "Click latency during a retrain" in docs/benchmarks.md.
+    training_nice: int = 10
+    #: Where background retrains run: None on the training thread of this process, or a
+    #: ``core.trainer.ProcessTrainer`` (``labelbot serve`` sets one) in its worker process, so training
+    #: never holds this process's GIL while request threads need it.
+    trainer: Any = None
+
+    def _retrain_in_background(self, project: str) -> ModelRunInfo | None:
+        if self.trainer is None:
+            return self.retrain(project)
+        info = self.get_project(project)
+        with self._project_lock(self._retrain_locks, info.id):
+            with self._lock:
+                self._answers_since_train[info.id] = 0
+            fingerprint = self._labels_fingerprint(info.id)
+            run = self.trainer.retrain(project)  # writes the run and swaps the queue, like retrain()
+            with self._lock:
+                self._trained_fingerprints[info.id] = fingerprint
+        # Refresh the model's guesses here, on the training thread, not on the next click's.
+        self._predictions_for(info)
+        return run
+
+    def _lower_training_priority(self) -> None:
+        # Linux schedules each thread as its own task, so this lowers the training worker only.
+        if self.training_nice and sys.platform.startswith("linux"):
+            try:
+                tid = threading.get_native_id()
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.training_nice)
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            except OSError:
+                log.warning("Could not lower the training thread's priority", exc_info=True)
+
+    def labels_changed_since_retrain(self, project: str) -> bool:
+        """Whether answers, undos or imports happened since the project's last retrain.
+
+        Compares a fingerprint of the project's answers (count, newest id and time) and its data
+        version with the one taken when the last retrain read its labels; that one is kept in memory
+        and on the run (``ModelRunReport``), so a restarted bot does not retrain an unchanged project.
+        """
+        info = self.get_project(project)
+        current = self._labels_fingerprint(info.id)
+        with self._lock:
+            last = self._trained_fingerprints.get(info.id)
+        if last is None:
+            with read_session(self.engine) as session:
+                last = session.execute(
+                    select(ModelRunReport.fingerprint)
+                    .where(ModelRunReport.project_id == info.id)
+                    .order_by(ModelRunReport.run_id.desc())
+                    .limit(1)
+                ).scalar()
+        if last is None:
+            return not current.startswith("0:")  # never trained: worth it once anyone answered
+        return current != last
+
+    def retrain_if_changed(self, project: str) -> bool:
+        """Retrain (on the background worker when there is one) if anything changed; True if started."""
+        if not self.labels_changed_since_retrain(project):
+            return False
+        return self.request_retrain(project)
+
+    def pending_count(self, project: str) -> int:
+        """Records that still need an answer (cheaper than ``status`` for a prompt)."""
+        info = self.get_project(project)
+        with read_session(self.engine) as session:
+            return session.execute(
+                select(func.count(Record.id)).where(Record.project_id == info.id, Record.complete.is_(False))
+            ).scalar_one()
+
+    def run_history(self, project: str) -> list[ModelRunInfo]:
+        """Every recorded retrain, oldest first, without loading the stored classifiers (for charts)."""
+        info = self.get_project(project)
+        columns = (ModelRun.id, ModelRun.created_at, ModelRun.n_labels, ModelRun.strategy, ModelRun.metrics,
+                   ModelRun.label_counts, ModelRun.duration_seconds)
+        with read_session(self.engine) as session:
+            rows = session.execute(
+                select(*columns).where(ModelRun.project_id == info.id).order_by(ModelRun.id)
+            ).all()
+        return [
+            ModelRunInfo(id=rid, project=info.name, created_at=created, n_labels=n, strategy=strategy,
+                         metrics=dict(metrics), label_counts=dict(counts), duration_seconds=seconds)
+            for rid, created, n, strategy, metrics, counts, seconds in rows
+        ]
+
+    def answers_by_user(self, project: str, *, since: datetime) -> dict[str, int]:
+        """Answers per annotator given at or after ``since`` (aware or UTC), most first."""
+        info = self.get_project(project)
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        with read_session(self.engine) as session:
+            rows = session.execute(
+                select(Annotation.annotator, func.count(Annotation.id))
+                .where(Annotation.project_id == info.id, Annotation.created_at >= since)
+                .group_by(Annotation.annotator)
+            ).all()
+        return dict(sorted(((who, int(n)) for who, n in rows), key=lambda kv: (-kv[1], kv[0])))
+
+    def stopping_advice(self, project: str) -> stopping.StoppingAdvice:
+        """Whether more labels are likely to help (stabilizing predictions + plateau) and the weak labels.
+
+        Per-class F1 comes from one out-of-fold pass over the current labels, cached until they change.
+        """
+        info = self.get_project(project)
+        fingerprint = self._labels_fingerprint(info.id)
+        with self._lock:
+            cached = self._advice_cache.get(info.id)
+        if cached is not None and cached[0] == fingerprint:
+            report = cached[1]
+        else:
+            pool = self._pool(info)
+            rows, y = self._training_labels(info, pool)
+            report = stopping.cv_report(
+                pool.vectors[rows], y, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
+            )
+            with self._lock:
+                self._advice_cache[info.id] = (fingerprint, report)
+        return stopping.advise(
+            info.name,
+            self.run_history(project),
+            label_names=info.label_names,
+            per_class_f1=report.per_class_f1,
+            support=report.support,
+        )
+
+    def _labels_fingerprint(self, project_id: int) -> str:
+        with read_session(self.engine) as session:
+            count, last_id, last_at = session.execute(
+                select(func.count(Annotation.id), func.max(Annotation.id), func.max(Annotation.created_at))
+                .where(Annotation.project_id == project_id)
+            ).one()
+            version = session.execute(
+                select(Project.data_version).where(Project.id == project_id)
+            ).scalar()
+        return f"{count}:{last_id}:{last_at}:{version}"
+
+    def _training_labels(self, info: ProjectInfo, pool: _Pool) -> tuple[np.ndarray, np.ndarray]:
+        """Pool rows and labels a retrain would train on now (complete records with a final label)."""
+        finals = self._aggregate(info)
+        with read_session(self.engine) as session:
+            complete = set(
+                session.execute(
+                    select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
+                ).scalars()
+            )
+        rows, y = [], []
+        for row, rid in enumerate(pool.ids):
+            final = finals.get(int(rid)) if int(rid) in complete else None
+            if final is not None and final.label is not None:
+                rows.append(row)
+                y.append(final.label)
+        return np.asarray(rows, dtype=np.int64), np.asarray(y, dtype=object)
+
+    def _stability_metrics(
+        self,
+        info: ProjectInfo,
+        pool: _Pool,
+        labeled_rows: np.ndarray,
+        proba: np.ndarray,
+        classes: tuple[str, ...],
+    ) -> dict[str, float]:
+        """``{"stability_kappa": κ}`` between an earlier model and this one on a fixed unlabeled sample.
+
+        The earlier model is the latest trained on ``stopping.stability_gap`` fewer labels or less (see
+        there why not simply the previous one). It is read back from its stored blob (a few ms) rather
+        than keeping its predictions: the sample then never has to match an old pool, and other
+        processes' runs count. Empty until such a model exists, or after the embedding model changed.
+        """
+        unlabeled = np.setdiff1d(np.arange(len(pool.ids), dtype=np.int64), labeled_rows)
+        if len(unlabeled) == 0:
+            return {}
+        n_labels = len(labeled_rows)
+        with read_session(self.engine) as session:
+            previous = session.execute(
+                select(ModelRun.model_blob, ModelRun.embedding_model)
+                .where(
+                    ModelRun.project_id == info.id,
+                    ModelRun.n_labels <= n_labels - stopping.stability_gap(n_labels),
+                )
+                .order_by(ModelRun.id.desc())
+                .limit(1)
+            ).first()
+        if previous is None or previous[0] is None or previous[1] != self.embedder.name:
+            return {}
+        model = pickle.loads(previous[0])  # written by this service only, never by users
+        if getattr(model, "n_features_in_", None) != pool.vectors.shape[1]:
+            return {}
+        sample = unlabeled[stopping.stable_sample(pool.ids[unlabeled], seed=info.id)]
+        before = [str(label) for label in model.predict(pool.vectors[sample])]
+        after = [classes[i] for i in proba[sample].argmax(axis=1)]
+        return {"stability_kappa": stopping.prediction_kappa(before, after)}
+
 
 def _project_info(project: Project) -> ProjectInfo:
     return ProjectInfo(
@@ -1207,6 +1654,7 @@ def _project_info(project: Project) -> ProjectInfo:
         answers_per_record=int(project.settings.get("answers_per_record", 1)),
         strategy=str(project.settings.get("strategy", "margin-kmeans")),
         created_at=project.created_at,
+        extra_answer_on_disagreement=bool(project.settings.get("extra_answer_on_disagreement", False)),
     )
 
 

@@ -122,8 +122,13 @@ class QueryStrategy(ABC):
         n: int,
         rng: np.random.Generator,
         labeled: np.ndarray | None = None,
+        batch_size: int | None = None,
     ) -> list[Pick]:
-        """Return at most ``n`` picks, unique, all in ``candidates``, ordered by priority."""
+        """Return at most ``n`` picks, unique, all in ``candidates``, ordered by priority.
+
+        ``batch_size`` is how many picks labelers will answer before the next retrain; a
+        diversity-aware strategy makes every such prefix of the queue a diverse batch.
+        """
 
 
 def _check(proba: np.ndarray | None, embeddings: np.ndarray, candidates: np.ndarray,
@@ -160,7 +165,9 @@ class RandomSampling(QueryStrategy):
 
     name = "random"
 
-    def query(self, *, proba, embeddings, candidates, classes, n, rng, labeled=None) -> list[Pick]:
+    def query(
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+    ) -> list[Pick]:
         cand = _check(proba, embeddings, candidates, classes)
         chosen = rng.permutation(cand)[: max(n, 0)]
         picks = []
@@ -183,7 +190,9 @@ class ColdStart(QueryStrategy):
 
     name = "cold-start"
 
-    def query(self, *, proba, embeddings, candidates, classes, n, rng, labeled=None) -> list[Pick]:
+    def query(
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+    ) -> list[Pick]:
         cand = _check(proba, embeddings, candidates, classes)
         n = min(max(n, 0), len(cand))
         if n == 0:
@@ -236,7 +245,9 @@ class ColdStart(QueryStrategy):
 class _UncertaintyStrategy(QueryStrategy):
     """Rank candidates by an uncertainty score of ``proba``; ties are broken at random."""
 
-    def query(self, *, proba, embeddings, candidates, classes, n, rng, labeled=None) -> list[Pick]:
+    def query(
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+    ) -> list[Pick]:
         if _no_model(proba):
             return ColdStart().query(proba=None, embeddings=embeddings, candidates=candidates,
                                      classes=classes, n=n, rng=rng, labeled=labeled)
@@ -327,7 +338,9 @@ class MarginKMeans(QueryStrategy):
         self.pick = pick
         self.chunk = chunk
 
-    def query(self, *, proba, embeddings, candidates, classes, n, rng, labeled=None) -> list[Pick]:
+    def query(
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+    ) -> list[Pick]:
         if _no_model(proba):
             return ColdStart().query(proba=None, embeddings=embeddings, candidates=candidates,
                                      classes=classes, n=n, rng=rng, labeled=labeled)
@@ -338,7 +351,7 @@ class MarginKMeans(QueryStrategy):
         chosen: list[int] = []
         start = 0
         while len(chosen) < n and start < len(ranked):
-            k = min(self.chunk, n - len(chosen))
+            k = min(batch_size or self.chunk, n - len(chosen))
             pool = ranked[start : start + UNCERTAIN_POOL_FACTOR * k]
             start += len(pool)
             chosen += self._one_per_cluster(pool, k, embeddings[cand[pool]], rng)

@@ -20,6 +20,8 @@ class ProjectInfo:
     answers_per_record: int
     strategy: str
     created_at: datetime
+    # Crowd: a tie among exactly k answers asks one more labeler before the record goes to review.
+    extra_answer_on_disagreement: bool = False
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -114,6 +116,7 @@ class ProjectStatus:
     latest_run: ModelRunInfo | None
     remaining: int  # records that still need an answer
     agreement: dict[str, float] = field(default_factory=dict)  # e.g. krippendorff_alpha
+    pairs: tuple[PairAgreement, ...] = ()  # Cohen's kappa per annotator pair with enough overlap
 
     @property
     def progress(self) -> float:
@@ -126,3 +129,29 @@ class ExportResult:
     path: str
     rows: int
     format: str
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Cohen's kappa between two annotators over the complete records both answered."""
+
+    first: str
+    second: str
+    kappa: float  # nan when both used one and the same label throughout
+    overlap: int  # records both answered
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A record the admin should decide: why, what the crowd said so far and what the model thinks."""
+
+    project: str
+    record_id: int
+    external_id: str
+    text: str
+    kind: str  # "tie", "low_agreement", "label_issue" or "model_disagrees"
+    reason: str  # one sentence for the admin
+    label: str | None  # the current aggregate label (None for a tie)
+    answers: tuple[tuple[str, str], ...]  # (annotator, label), oldest first
+    suggested_label: str | None = None  # what the model thinks
+    confidence: float | None = None  # the model's probability of suggested_label

@@ -132,3 +132,26 @@ def test_errors_are_messages_not_tracebacks() -> None:
 def test_serve_without_credentials_says_what_to_set() -> None:
     output = fail("serve", "--http")
     assert "SLACK_BOT_TOKEN" in output and "SLACK_SIGNING_SECRET" in output
+
+
+def test_simulate_command_writes_json_and_plot(tmp_path: Path) -> None:
+    rows = banking_rows(400)
+    data = write_csv(tmp_path / "train.csv", [{"text": r["text"], "label": r["category"]} for r in rows])
+    output = run(
+        "simulate",
+        str(data),
+        "--budget",
+        "30",
+        "--seeds",
+        "1",
+        "--json",
+        str(tmp_path / "s.json"),
+        "--plot",
+        str(tmp_path / "s.png"),
+    )
+    assert "margin-kmeans" in output and "random" in output
+    result = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert [p["labels"] for p in result["runs"]["random"]] == [10, 20, 30]
+    assert set(result["labels_to"]) == {"margin-kmeans", "random"}
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Unknown" in fail("simulate", str(data), "--strategy", "nope")

@@ -14,7 +14,7 @@ from core.io import ImportRow, parse_label_list, read_label_set, read_records, w
 from core.types import LabelDef
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path("/work/shared/datasets")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SMS = SHARED / "sms_spam" / "SMSSpamCollection"
 BANKING_CATEGORIES = SHARED / "banking77" / "categories.json"
 

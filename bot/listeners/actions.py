@@ -14,6 +14,8 @@ from core.types import ProjectInfo
 
 log = logging.getLogger(__name__)
 
+MAX_CARDS_PER_CLICK = 20  # a forged "Label N now" value must not make the bot post thousands of DMs
+
 
 def _where(body: dict) -> tuple[str, str]:
     container = body.get("container") or {}
@@ -143,6 +145,20 @@ def on_start_labeling(ack: Ack, body: dict, action: dict, client: WebClient, con
         labeling.send_done(client, project, user)
 
 
+def on_label_n_now(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
+    """The "Label 5 now" button of a scheduled prompt: DM the clicker that many cards."""
+    ack()
+    labeling: Labeling = context["labeling"]
+    user = body["user"]["id"]
+    try:
+        ref = ids.parse_label_n_value(action.get("value"))
+        project = labeling.project_from_ref(ref)
+    except (ValueError, StaleCard):
+        return  # a forged value or a deleted project: the prompt is simply stale
+    if not labeling.send_cards(client, project, user, min(ref.n, MAX_CARDS_PER_CLICK)):
+        labeling.send_done(client, project, user)
+
+
 def register(app: App) -> None:
     app.action(ids.LABEL_CHOICE_RE)(on_label)
     app.action(ids.ACTION_LABEL_SELECT)(on_label)
@@ -150,3 +166,4 @@ def register(app: App) -> None:
     app.action(ids.ACTION_UNDO)(on_undo)
     app.action(ids.ACTION_SHOW_SIMILAR)(on_show_similar)
     app.action(ids.ACTION_START_LABELING)(on_start_labeling)
+    app.action(ids.ACTION_LABEL_N_NOW)(on_label_n_now)

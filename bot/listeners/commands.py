@@ -11,8 +11,9 @@ from pathlib import Path
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot import blocks
+from bot import blocks, ids
 from bot.labeling import Labeling
+from bot.listeners import schedule as schedule_commands
 from core.errors import LabelbotError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def _status(call: Invocation) -> None:
     project = call.labeling.project_for_channel(call.channel_id)
     status = call.labeling.service.status(project.name)
     call.respond(response_type="ephemeral", **blocks.status_message(status))
+    schedule_commands.status_extras(call, project)  # trend, stopping advice and the chart
 
 
 def _leaderboard(call: Invocation) -> None:
@@ -119,17 +121,53 @@ def _project(call: Invocation) -> None:
     )
 
 
+def _me(call: Invocation) -> None:
+    project = call.labeling.project_for_channel(call.channel_id)
+    status = call.labeling.service.status(project.name)
+    call.respond(response_type="ephemeral", **blocks.me_message(status, call.user_id))
+
+
+def _review(call: Invocation) -> None:
+    try:
+        n = int(call.args) if call.args else 5
+    except ValueError:
+        raise LabelbotError(
+            f"`/label review` takes a number of cards, e.g. `/label review 5` (not {call.args!r})."
+        ) from None
+    if not 1 <= n <= MAX_CARDS_PER_COMMAND:
+        raise LabelbotError(f"Ask for between 1 and {MAX_CARDS_PER_COMMAND} review cards at a time.")
+    project = call.labeling.project_for_channel(call.channel_id)
+    items = call.labeling.service.review_queue(project.name, n)
+    if not items:
+        call.reply(f"Nothing to review in {project.name}: no disagreements or likely mislabels right now.")
+        return
+    channel = call.labeling.dm_channel(call.client, call.user_id)
+    for item in items:
+        card = blocks.review_card(project, item, nonce=ids.new_nonce())
+        call.client.chat_postMessage(channel=channel, **card)
+    call.reply(
+        f"Sent you {len(items)} review card{'s' if len(items) != 1 else ''} from {project.name} in a direct "
+        "message; your pick becomes the gold label."
+    )
+
+
 SUBCOMMANDS: dict[str, Handler] = {
     "next": _next,
     "status": _status,
     "leaderboard": _leaderboard,
     "search": _search,
     "help": _help,
+    "me": _me,
+    "subscribe": schedule_commands.subscribe,
+    "unsubscribe": schedule_commands.unsubscribe,
 }
 ADMIN_SUBCOMMANDS: dict[str, Handler] = {
     "retrain": _retrain,
     "export": _export,
     "project": _project,
+    "review": _review,
+    "schedule": schedule_commands.schedule,
+    "digest": schedule_commands.digest,
 }
 
 

@@ -1510,6 +1510,7 @@ def _parse_params(content_type: str, query: str, raw: bytes) -> dict:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops connections when many bot threads call at once
     allow_reuse_address = True
     standin: SlackStandIn
 

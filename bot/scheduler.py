@@ -1,0 +1,417 @@
+"""The background loop of a serving bot: one APScheduler ``BackgroundScheduler`` per process.
+
+Jobs, all stored in the project database (``SQLAlchemyJobStore`` on ``LABELBOT_DATABASE_URL``, table
+``apscheduler_jobs``) so they survive restarts:
+
+* ``retrain-check`` — every ``LABELBOT_RETRAIN_INTERVAL_MINUTES`` (default 10), retrain each project
+  whose answers or records changed since its last retrain (``LabelingService.retrain_if_changed``), on
+  the service's single training worker. Retraining after every N answers (``LABELBOT_RETRAIN_EVERY``)
+  happens in the service itself; this job catches the answers that never reach N (a quiet afternoon)
+  and the ones given through another process (the CLI).
+* ``prompt-…`` — post "12 records are waiting; the model is at 81% — 5 minutes helps" with a
+  "Label 5 now" button to a channel on a cron schedule (``/label schedule``, ``labelbot schedule``).
+* ``sub-<project id>-<user>`` — DM a person n cards on their schedule (``/label subscribe``).
+* ``digest-…`` — post the weekly digest with the learning-curve chart to a channel (``/label digest``).
+
+Nobody is prompted when nothing is left to label: prompts skip the post, subscriptions send nothing.
+
+Every job is ``coalesce=True`` (a bot that was down over several fire times runs a job once, not once
+per missed time), ``max_instances=1`` and has a misfire grace time (``LABELBOT_MISFIRE_GRACE_SECONDS``,
+default one hour: a prompt due while the bot restarted still goes out; a day-old one does not).
+
+Why a registry of the running service: the job store pickles each job as a *reference* to a
+module-level function (``bot.scheduler:run_prompt``) plus its keyword arguments. The live objects a
+job needs — the ``LabelingService`` with its engine, locks and training worker, and the Slack
+``WebClient`` — cannot be pickled into a database and belong to one process, so jobs carry only plain
+values (project id, channel, user, n) and find this process's service and client in ``_RUNTIME``, which
+:meth:`LabelScheduler.start` sets and :meth:`LabelScheduler.shutdown` clears. A job that fires with no
+runtime registered does nothing.
+
+Several processes, one job store: APScheduler 3 does not share job stores live between processes. A
+scheduler reads the store when it wakes up, so a running ``labelbot serve`` wakes every
+``LABELBOT_SCHEDULE_POLL_SECONDS`` (default 30) to see jobs that ``labelbot schedule`` added or removed
+from another process. The CLI opens the store with a *paused* scheduler, which never runs jobs. Run one
+serving process per database: two would both fire every job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from bot import blocks
+from bot.labeling import Labeling
+from core.errors import LabelbotError, ProjectNotFound
+from core.schedules import CronSpec, ScheduledItem, check_timezone
+from core.service import LabelingService
+from core.types import ProjectInfo
+
+log = logging.getLogger(__name__)
+
+RETRAIN_CHECK_ID = "retrain-check"
+KINDS = {"prompt": "prompt", "digest": "digest", "sub": "subscription"}
+DEFAULT_SECONDS_PER_CARD = 60.0  # until the team's own median time per answer is known
+MAX_CARDS = 20
+
+
+class SchedulerSettings(BaseSettings):
+    """``LABELBOT_*`` settings of the background loop (core settings stay in ``core.config``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LABELBOT_", env_file=".env", extra="ignore")
+
+    # Time zone of new schedules when the command names none; unset: the admin's Slack zone, else UTC.
+    timezone: str | None = None
+    retrain_interval_minutes: float = Field(default=10.0, ge=0)  # 0 disables the retrain-check job
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    schedule_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling for other processes' edits
+    job_threads: int = Field(default=4, ge=1)
+
+
+@dataclass
+class Runtime:
+    """What jobs need from the serving process (see the module docstring for why it is a registry)."""
+
+    service: LabelingService
+    client: Any  # slack_sdk.WebClient; None in a process that only edits schedules
+    labeling: Labeling
+    clock: Any = field(default=lambda: datetime.now(UTC))
+
+
+_RUNTIME: Runtime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def current_runtime() -> Runtime | None:
+    with _RUNTIME_LOCK:
+        return _RUNTIME
+
+
+_SCHEDULER: LabelScheduler | None = None
+
+
+def current() -> LabelScheduler | None:
+    """The running (not paused) scheduler of this process, if ``labelbot serve`` started one."""
+    with _RUNTIME_LOCK:
+        return _SCHEDULER
+
+
+class LabelScheduler:
+    """Owns the process's ``BackgroundScheduler`` and edits its jobs in ``ScheduledItem`` terms."""
+
+    def __init__(
+        self,
+        service: LabelingService,
+        client: Any = None,
+        *,
+        settings: SchedulerSettings | None = None,
+        database_url: str | None = None,
+        labeling: Labeling | None = None,
+        clock: Any = None,
+    ) -> None:
+        self.service = service
+        self.client = client
+        self.settings = settings or SchedulerSettings()
+        self.labeling = labeling or Labeling(service)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        url = database_url or service.settings.database_url
+        engine_options: dict[str, Any] = {}
+        if make_url(url).get_backend_name() == "sqlite":
+            # Same busy timeout as the service's engine: a job-store write waits for a retrain's commit.
+            engine_options["connect_args"] = {"timeout": 30}
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(url=url, engine_options=engine_options)},
+            executors={"default": ThreadPoolExecutor(self.settings.job_threads)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.misfire_grace_seconds,
+            },
+            timezone=UTC,
+        )
+        self._paused = False
+        self._stop_polling = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, paused: bool = False) -> LabelScheduler:
+        """Start the scheduler. ``paused=True`` only opens the job store (for the CLI): no job runs."""
+        global _RUNTIME, _SCHEDULER
+        self._paused = paused
+        self.scheduler.start(paused=paused)
+        if paused:
+            return self
+        with _RUNTIME_LOCK:
+            _RUNTIME = Runtime(self.service, self.client, self.labeling, self.clock)
+            _SCHEDULER = self
+        self.ensure_retrain_check()
+        if self.settings.schedule_poll_seconds > 0:
+            self._poller = threading.Thread(target=self._poll, name="labelbot-schedule-poll", daemon=True)
+            self._poller.start()
+        return self
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop running jobs (waiting for running ones when ``wait``) and unregister the runtime."""
+        global _RUNTIME, _SCHEDULER
+        self._stop_polling.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        with _RUNTIME_LOCK:
+            if _SCHEDULER is self:
+                _RUNTIME, _SCHEDULER = None, None
+
+    def __enter__(self) -> LabelScheduler:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.shutdown()
+
+    def _poll(self) -> None:
+        # Jobs another process (the CLI) wrote are only seen when this scheduler wakes up.
+        while not self._stop_polling.wait(self.settings.schedule_poll_seconds):
+            if self.scheduler.running:
+                self.scheduler.wakeup()
+
+    def ensure_retrain_check(self) -> None:
+        """(Re)install the interval job with the configured interval; remove it when disabled (0)."""
+        minutes = self.settings.retrain_interval_minutes
+        if minutes <= 0:
+            self._remove_quietly(RETRAIN_CHECK_ID)
+            return
+        self.scheduler.add_job(
+            run_retrain_check, IntervalTrigger(minutes=minutes), id=RETRAIN_CHECK_ID,
+            name="retrain projects whose labels changed", replace_existing=True,
+        )
+
+    # ------------------------------------------------------------------ editing
+
+    def add_prompt(
+        self, project: ProjectInfo, channel: str, spec: CronSpec, *, n: int = 5, created_by: str = ""
+    ) -> ScheduledItem:
+        """Post a labeling prompt with a "Label ``n`` now" button to ``channel`` on ``spec``."""
+        return self._add("prompt", run_prompt, project, channel, spec, n=_check_n(n), created_by=created_by)
+
+    def add_digest(
+        self, project: ProjectInfo, channel: str, spec: CronSpec, *, created_by: str = ""
+    ) -> ScheduledItem:
+        """Post the status digest with the learning-curve chart to ``channel`` on ``spec``."""
+        return self._add("digest", run_digest, project, channel, spec, n=None, created_by=created_by)
+
+    def subscribe(self, project: ProjectInfo, user: str, spec: CronSpec, *, n: int = 5) -> ScheduledItem:
+        """DM ``user`` ``n`` cards on ``spec``; replaces the user's earlier subscription to the project."""
+        job_id = f"sub-{project.id}-{user}"
+        return self._add("sub", run_subscription, project, user, spec, n=_check_n(n), created_by=user,
+                         job_id=job_id, replace=True)
+
+    def unsubscribe(self, project: ProjectInfo, user: str) -> bool:
+        """Remove ``user``'s subscription to ``project``; False when there was none."""
+        return self._remove_quietly(f"sub-{project.id}-{user}")
+
+    def items(self, project_id: int | None = None) -> list[ScheduledItem]:
+        """Prompts, digests and subscriptions (of one project), soonest first."""
+        out = []
+        for job in self.scheduler.get_jobs():
+            item = _item(job)
+            if item is not None and (project_id is None or item.project_id == project_id):
+                out.append(item)
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(out, key=lambda i: (i.next_run or far, i.id))
+
+    def remove(self, item_id: str, *, project_id: int | None = None) -> ScheduledItem:
+        """Remove a prompt, digest or subscription by id (only of ``project_id`` when given)."""
+        job = self.scheduler.get_job(item_id.strip())
+        item = _item(job) if job is not None else None
+        if item is None or (project_id is not None and item.project_id != project_id):
+            raise LabelbotError(f"No schedule with id {item_id!r} in this project; the list shows the ids.")
+        self.scheduler.remove_job(item.id)
+        return item
+
+    def run_now(self, item_id: str) -> Any:
+        """Run a job's function at once in this thread, outside its schedule (tests, support)."""
+        job = self.scheduler.get_job(item_id)
+        if job is None:
+            raise LabelbotError(f"No schedule with id {item_id!r}.")
+        return job.func(*job.args, **job.kwargs)
+
+    def _add(
+        self, kind: str, func: Any, project: ProjectInfo, target: str, spec: CronSpec, *, n: int | None,
+        created_by: str, job_id: str | None = None, replace: bool = False,
+    ) -> ScheduledItem:
+        job_id = job_id or f"{kind}-{secrets.token_hex(3)}"
+        kwargs = {
+            "job_id": job_id, "project_id": project.id, "project": project.name, "target": target, "n": n,
+            "when": spec.label, "created_by": created_by,
+        }
+        job = self.scheduler.add_job(
+            func, CronTrigger(**spec.trigger_kwargs()), id=job_id, kwargs=kwargs, replace_existing=replace,
+            name=f"{kind} {project.name}: {spec.label}",
+        )
+        item = _item(job)
+        assert item is not None
+        if item.next_run is None:
+            nxt = job.trigger.get_next_fire_time(None, self.clock())
+            item = ScheduledItem(**{**item.__dict__, "next_run": nxt})
+        return item
+
+    def _remove_quietly(self, job_id: str) -> bool:
+        try:
+            self.scheduler.remove_job(job_id)
+            return True
+        except JobLookupError:
+            return False
+
+
+def _check_n(n: int) -> int:
+    if not 1 <= int(n) <= MAX_CARDS:
+        raise LabelbotError(f"The number of cards must be between 1 and {MAX_CARDS} (not {n}).")
+    return int(n)
+
+
+def _item(job: Any) -> ScheduledItem | None:
+    kwargs = job.kwargs or {}
+    kind = KINDS.get(job.id.split("-", 1)[0])
+    if kind is None or "project_id" not in kwargs:
+        return None
+    return ScheduledItem(
+        id=job.id, kind=kind, project_id=int(kwargs["project_id"]), project=str(kwargs.get("project", "")),
+        target=str(kwargs.get("target", "")), when=str(kwargs.get("when", "")), n=kwargs.get("n"),
+        next_run=getattr(job, "next_run_time", None), created_by=str(kwargs.get("created_by", "")),
+    )
+
+
+def resolve_timezone(explicit: str | None, *, settings: SchedulerSettings | None = None,
+                     slack_tz: str | None = None) -> str:
+    """The zone of a new schedule: named in the command, else ``LABELBOT_TIMEZONE``, else the
+    person's Slack zone, else UTC."""
+    if explicit:
+        return check_timezone(explicit)
+    configured = (settings or SchedulerSettings()).timezone
+    if configured:
+        return check_timezone(configured)
+    if slack_tz:
+        try:
+            return check_timezone(slack_tz)
+        except LabelbotError:
+            log.warning("Ignoring unknown Slack time zone %r", slack_tz)
+    return "UTC"
+
+
+def slack_timezone(client: Any, user_id: str) -> str | None:
+    """``users.info`` → ``user.tz`` (e.g. ``Europe/Berlin``), None when Slack does not say."""
+    try:
+        return client.users_info(user=user_id)["user"].get("tz") or None
+    except Exception:  # missing users:read scope, unknown user: fall back to the default zone
+        log.warning("users.info failed for %s; using the default time zone", user_id, exc_info=True)
+        return None
+
+
+# ---------------------------------------------------------------------------------------- job functions
+# Module-level so the job store can pickle references to them; see the module docstring.
+
+
+def _runtime_project(job_id: str, project_id: int, project: str) -> tuple[Runtime, ProjectInfo] | None:
+    runtime = current_runtime()
+    if runtime is None:
+        log.warning("Job %s fired with no running labelbot service in this process; skipped", job_id)
+        return None
+    try:
+        info = runtime.service.get_project_by_id(project_id)
+    except ProjectNotFound:
+        info = None
+    if info is None or info.name != project:
+        # The project was deleted (and maybe its id reused): this schedule has nothing left to do.
+        log.info("Removing schedule %s: project %r no longer exists", job_id, project)
+        scheduler = current()
+        if scheduler is not None:
+            scheduler._remove_quietly(job_id)
+        return None
+    return runtime, info
+
+
+def run_retrain_check() -> int:
+    """Retrain every project whose labels changed since its last retrain; returns how many started."""
+    runtime = current_runtime()
+    if runtime is None:
+        return 0
+    started = 0
+    for info in runtime.service.list_projects():
+        try:
+            started += bool(runtime.service.retrain_if_changed(info.name))
+        except Exception:  # one broken project must not stop the others' retrains
+            log.exception("Retrain check of %s failed", info.name)
+    return started
+
+
+def _seconds_per_card(service: LabelingService, project: str) -> float:
+    medians = [a.median_seconds for a in service.status(project).annotators if a.median_seconds]
+    medians.sort()
+    return medians[len(medians) // 2] if medians else DEFAULT_SECONDS_PER_CARD
+
+
+def run_prompt(*, job_id: str, project_id: int, project: str, target: str, n: int = 5, **_: Any) -> bool:
+    """Post the labeling prompt to channel ``target``; False (and no post) when nothing is left."""
+    found = _runtime_project(job_id, project_id, project)
+    if found is None:
+        return False
+    runtime, info = found
+    waiting = runtime.service.pending_count(info.name)
+    if waiting == 0:
+        log.info("Prompt %s skipped: nothing left to label in %s", job_id, info.name)
+        return False
+    history = runtime.service.run_history(info.name)
+    accuracy = next((r.metrics["cv_accuracy"] for r in reversed(history) if "cv_accuracy" in r.metrics), None)
+    n = min(n, waiting)
+    minutes = max(1, round(n * _seconds_per_card(runtime.service, info.name) / 60))
+    message = blocks.prompt_message(info, waiting=waiting, accuracy=accuracy, n=n, minutes=minutes)
+    runtime.client.chat_postMessage(channel=target, **message)
+    return True
+
+
+def run_subscription(*, job_id: str, project_id: int, project: str, target: str, n: int = 5,
+                     when: str = "", **_: Any) -> int:
+    """DM ``target`` (a user) their next ``n`` cards; sends nothing when nothing is left for them."""
+    found = _runtime_project(job_id, project_id, project)
+    if found is None:
+        return 0
+    runtime, info = found
+    sent = runtime.labeling.send_cards(runtime.client, info, target, n)
+    if sent:
+        runtime.client.chat_postMessage(
+            channel=runtime.labeling.dm_channel(runtime.client, target),
+            **blocks.notice(f"Your scheduled cards from {info.name} ({when}). "
+                            "`/label unsubscribe` stops them."),
+        )
+    return sent
+
+
+def run_digest(*, job_id: str, project_id: int, project: str, target: str, **_: Any) -> bool:
+    """Post the digest and its learning-curve chart to channel ``target``."""
+    found = _runtime_project(job_id, project_id, project)
+    if found is None:
+        return False
+    runtime, info = found
+    from bot import digests  # matplotlib loads on first use, not when the bot starts
+
+    digests.post_digest(runtime.client, runtime.service, info, target, now=runtime.clock())
+    return True
+
+
+def week_start(now: datetime) -> datetime:
+    """The start of the rolling 7 days a digest reports."""
+    return now - timedelta(days=7)

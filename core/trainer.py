@@ -1,0 +1,99 @@
+"""Background retrains in a worker process, so training never competes with requests for the GIL.
+
+A retrain is mostly numpy and scikit-learn, but between the BLAS calls it runs Python (the lbfgs loop,
+cross-validation folds, k-means, building the queue) and holds the GIL for many short stretches. Every
+request thread of the bot pays for that after each socket or SQLite call it makes: in
+bench/retrain_latency.py the click → next card time rose by about 40% while a retrain ran in a thread.
+
+``ProcessTrainer`` keeps one persistent ``spawn`` worker process with its own ``LabelingService`` on
+the same database. The serving service hands its background retrains to it
+(``LabelingService.trainer``); the worker writes the model run and swaps the queue in one transaction
+as usual, and the serving process reads the result from the database. The worker keeps its pool of
+embeddings in memory between retrains, so only the first one pays for loading them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from core.config import Settings
+from core.types import ModelRunInfo
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProcessTrainer"]
+
+#: Nice value added to the worker process: requests win the CPU on a busy box.
+WORKER_NICE = 10
+
+_SERVICE: Any = None  # the worker process's LabelingService
+
+
+def _start_worker(settings: dict[str, Any], embedder_factory: Callable[[], Any] | None, nice: int) -> None:
+    global _SERVICE
+    from core.service import LabelingService
+
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            log.warning("Could not lower the training process's priority", exc_info=True)
+    values = {**settings, "retrain_every": 0}  # the worker trains only when asked
+    embedder = embedder_factory() if embedder_factory is not None else None
+    _SERVICE = LabelingService(Settings(_env_file=None, **values), embedder=embedder)  # type: ignore[call-arg]
+
+
+def _retrain(project: str, queue_size: int | None) -> ModelRunInfo | None:
+    return _SERVICE.retrain(project, queue_size=queue_size)
+
+
+class ProcessTrainer:
+    """Runs ``LabelingService.retrain`` in one persistent worker process (one retrain at a time).
+
+    Parameters
+    ----------
+    settings : the serving service's settings (the worker opens the same database).
+    embedder_factory : a picklable, module-level callable returning the embedder; default: the
+        settings' embedding model (only its name is used by a retrain, the model is never loaded).
+    nice : added to the worker's nice value (0 leaves it alone).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder_factory: Callable[[], Any] | None = None,
+        nice: int = WORKER_NICE,
+    ) -> None:
+        self._initargs = (settings.model_dump(), embedder_factory, nice)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=mp.get_context("spawn"),  # never fork a process with threads and open SQLite handles
+            initializer=_start_worker,
+            initargs=self._initargs,
+        )
+
+    def retrain(self, project: str, *, queue_size: int | None = None) -> ModelRunInfo | None:
+        """Retrain ``project`` in the worker and wait for it; exceptions come back as they were raised.
+
+        A worker that died (killed for memory, say) is replaced once and the retrain tried again.
+        """
+        try:
+            return self._pool.submit(_retrain, project, queue_size).result()
+        except BrokenProcessPool:
+            log.warning("The training process died; starting a new one", exc_info=True)
+            self._pool.shutdown(wait=False)
+            self._pool = self._new_pool()
+            return self._pool.submit(_retrain, project, queue_size).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
