@@ -275,6 +275,12 @@ def main() -> None:
         "retrains": len(retrains),
         "retrain_median_s": statistics.median(b - a for a, b in retrains) if retrains else None,
         "clicks": len(samples), "http_errors": sum(s["status"] != 200 for s in samples),
+        # Where in its retrain each "during" click started (0 = start, 1 = end) and its click -> card ms:
+        # shows whether the slow clicks bunch up at one stage (the queue swap, the guesses refresh).
+        "during_position_card_ms": [
+            [round(next((s["start"] - a) / (b - a) for a, b in retrains if a <= s["start"] <= b), 3),
+             round(s["card"] * 1000, 1)] for s in busy
+        ],
         "slack_errors": result["errors"],
         "idle": {"ack": summarise([s["ack"] for s in idle]),
                  "next_card": summarise([s["card"] for s in idle])},
