@@ -18,8 +18,8 @@ measures per click:
 A click counts as "during retrain" when it started and ended inside one retrain, as "idle" when it
 overlapped none. Prints a table and writes bench/results/retrain_latency.json.
 
-    .venv/bin/python bench/retrain_latency.py                   # ~3 min
-    .venv/bin/python bench/retrain_latency.py --records 100000 --switch-interval 0.005
+    .venv/bin/python bench/retrain_latency.py                          # one run, ~2 min
+    .venv/bin/python bench/retrain_latency.py --trainer both --repeat 3   # thread vs process, ~13 min
 """
 
 from __future__ import annotations
@@ -159,14 +159,36 @@ def main() -> None:
     parser.add_argument("--train-nice", type=int, default=None,
                         help="nice value added to the training worker thread (default: the service's, "
                              "LabelingService.training_nice)")
-    parser.add_argument("--trainer", choices=["thread", "process"], default="process",
+    parser.add_argument("--trainer", choices=["thread", "process", "both"], default="process",
                         help="where background retrains run: the service's training thread, or the worker "
-                             "process of core.trainer.ProcessTrainer (what `labelbot serve` uses)")
+                             "process of core.trainer.ProcessTrainer (what `labelbot serve` uses); both "
+                             "alternates them")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per trainer (interleaved)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+    trainers = ["thread", "process"] if args.trainer == "both" else [args.trainer]
+    runs = [run_once(args, trainer) for _ in range(args.repeat) for trainer in trainers]
+    summary = {}
+    for trainer in trainers:
+        mine = [r for r in runs if r["trainer"] == trainer]
+        summary[trainer] = {
+            key: {"runs": [round(r[key], 3) for r in mine],
+                  "median": round(statistics.median(r[key] for r in mine), 3)}
+            for key in ("ack_median_ratio", "ack_p95_ratio", "next_card_median_ratio", "next_card_p95_ratio")
+        }
+    print("\nduring retrain / idle, median over runs (each run: its median and p95 ratios):")
+    for trainer, figures in summary.items():
+        print(f"  {trainer:8}" + "  ".join(f"{key.replace('_ratio', '')} x{v['median']:.2f} {v['runs']}"
+                                          for key, v in figures.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    print(f"wrote {args.out}")
 
+
+def run_once(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
+    """One project, one Slack side, ``args.cycles`` idle/retraining phases; the figures of that run."""
     from bot.app import create_app, make_client
     from bot.server import EVENTS_PATH, SlackHTTPServer
     from bot.settings import BotSettings
@@ -182,7 +204,7 @@ def main() -> None:
     service = LabelingService(settings, embedder=LookupEmbedder(vectors), background=True)
     if args.train_nice is not None:
         service.training_nice = args.train_nice  # read when the training thread starts
-    if args.trainer == "process":
+    if trainer == "process":
         from core.trainer import ProcessTrainer
 
         service.trainer = ProcessTrainer(
@@ -286,7 +308,7 @@ def main() -> None:
                  "next_card": summarise([s["card"] for s in idle])},
         "during_retrain": {"ack": summarise([s["ack"] for s in busy]),
                            "next_card": summarise([s["card"] for s in busy])},
-        "trainer": args.trainer,
+        "trainer": trainer,
         "train_nice": service.training_nice,
         "probe_lag": {
             "idle": summarise([lag for t, lag in lags if not any(a <= t <= b for a, b in retrains)]),
@@ -300,7 +322,7 @@ def main() -> None:
         out[f"{what}_median_ratio"] = busy_m / idle_m if idle_m else None
         out[f"{what}_p95_ratio"] = out["during_retrain"][what]["p95_ms"] / out["idle"][what]["p95_ms"]
     print(f"{out['retrains']} retrains (median {out['retrain_median_s']:.2f} s), {len(samples)} clicks, "
-          f"trainer {args.trainer}, nice +{service.training_nice}, "
+          f"trainer {trainer}, nice +{service.training_nice}, "
           f"switch interval {sys.getswitchinterval() * 1000:g} ms, "
           f"load {out['machine']['load_average_1m']:.1f}")
     print(f"{'':22}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'p95 ms':>9}")
@@ -316,9 +338,7 @@ def main() -> None:
     for what in ("ack", "next_card"):
         print(f"{what}: during/idle median x{out[f'{what}_median_ratio']:.2f}, "
               f"p95 x{out[f'{what}_p95_ratio']:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -1171,14 +1171,18 @@ def _trend_text(runs: Sequence[ModelRunInfo], since: datetime | None) -> str:
         recent = ([before[-1]] if before else []) + [r for r in scored if r not in before]
     first = recent[0] if recent else last
     parts = []
-    for key, name, digits in (("cv_accuracy", "accuracy", 1), ("cv_macro_f1", "macro-F1", 1)):
+    for key, name in (("cv_accuracy", "accuracy"), ("cv_macro_f1", "macro-F1")):
         a, b = first.metrics.get(key), last.metrics.get(key)
         if a is None or b is None:
             continue
+        # Accuracy as a percentage, macro-F1 as a score: as /label status shows them.
+        shown = (lambda v: _pct(v, 1)) if key == "cv_accuracy" else (lambda v: _num(v, 3))
         if first is last:
-            parts.append(f"{name} {_pct(b, digits)}")
+            parts.append(f"{name} {shown(b)}")
+        elif key == "cv_accuracy":
+            parts.append(f"{name} {shown(a)} → {shown(b)} ({(b - a) * 100:+.1f} points)")
         else:
-            parts.append(f"{name} {_pct(a, digits)} → {_pct(b, digits)} ({(b - a) * 100:+.1f} points)")
+            parts.append(f"{name} {shown(a)} → {shown(b)} ({b - a:+.3f})")
     span = (f"from {_plural(first.n_labels, 'label')} to {last.n_labels:,}" if first is not last
             else f"at {_plural(last.n_labels, 'label')}")
     return f"*Model trend* ({span}): " + " · ".join(parts)

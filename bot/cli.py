@@ -429,6 +429,10 @@ def serve(
     transport = bot_settings.transport(force_http=http)
     bot_settings.check(transport)
     service = LabelingService(load_settings(), background=True)
+    from core.trainer import ProcessTrainer
+
+    # Background retrains run in a worker process: they never hold this process's GIL (docs/benchmarks.md).
+    service.trainer = ProcessTrainer(service.settings)
     # Load the embedding model now, off the request threads, so the first search is not slow.
     threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
     slack_app = create_app(bot_settings, service)
@@ -452,6 +456,7 @@ def serve(
     finally:
         scheduler.shutdown(wait=False)
         service.close()
+        service.trainer.close()
 
 
 # ------------------------------------------------------------------ demo and playground (issue 6)

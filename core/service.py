@@ -1470,11 +1470,13 @@ class LabelingService:
             with self._lock:
                 self._answers_since_train[info.id] = 0
             fingerprint = self._labels_fingerprint(info.id)
-            run = self.trainer.retrain(project)  # writes the run and swaps the queue, like retrain()
+            # The worker writes the run and swaps the queue, like retrain(); its guesses for the pool
+            # come back with it, so no click has to predict the whole pool again in this process.
+            run, guesses = self.trainer.retrain_with_guesses(project)
             with self._lock:
                 self._trained_fingerprints[info.id] = fingerprint
-        # Refresh the model's guesses here, on the training thread, not on the next click's.
-        self._predictions_for(info)
+                if guesses is not None:
+                    self._predictions[info.id] = guesses  # checked against the pool's data version on use
         return run
 
     def _lower_training_priority(self) -> None:

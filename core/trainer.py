@@ -49,8 +49,12 @@ def _start_worker(settings: dict[str, Any], embedder_factory: Callable[[], Any] 
     _SERVICE = LabelingService(Settings(_env_file=None, **values), embedder=embedder)  # type: ignore[call-arg]
 
 
-def _retrain(project: str, queue_size: int | None) -> ModelRunInfo | None:
-    return _SERVICE.retrain(project, queue_size=queue_size)
+def _retrain(project: str, queue_size: int | None) -> tuple[ModelRunInfo | None, Any]:
+    run = _SERVICE.retrain(project, queue_size=queue_size)
+    # The new model's guess for every pool record (built by the retrain anyway): sent back so the
+    # serving process need not predict the whole pool again itself.
+    guesses = _SERVICE._predictions.get(_SERVICE.get_project(project).id) if run is not None else None
+    return run, guesses
 
 
 class ProcessTrainer:
@@ -83,7 +87,14 @@ class ProcessTrainer:
         )
 
     def retrain(self, project: str, *, queue_size: int | None = None) -> ModelRunInfo | None:
-        """Retrain ``project`` in the worker and wait for it; exceptions come back as they were raised.
+        """Retrain ``project`` in the worker and wait for it; exceptions come back as they were raised."""
+        return self.retrain_with_guesses(project, queue_size=queue_size)[0]
+
+    def retrain_with_guesses(
+        self, project: str, *, queue_size: int | None = None
+    ) -> tuple[ModelRunInfo | None, Any]:
+        """:meth:`retrain`, plus the new model's guesses over the pool (the service's prediction cache
+        entry: run id, data version, (best class, probability) per pool row, classes), or None.
 
         A worker that died (killed for memory, say) is replaced once and the retrain tried again.
         """

@@ -323,6 +323,7 @@ def test_subscribe_and_unsubscribe(h: SlackHarness) -> None:
     assert len(h.cards(ALICE)) == 2
     assert "unsubscribe" in texts_of(h.dm_messages(ALICE)[-1])
     h.command("subscribe 4", user=ALICE)  # replaces the earlier subscription
+    reply(h, 2)  # the listener runs after the ack: wait for its answer before looking
     [item] = scheduler_of(h).items()
     assert item.n == 4 and item.when == "weekdays at 10:00 (UTC)"
     h.command("unsubscribe", user=ALICE)
