@@ -40,7 +40,7 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -142,7 +142,6 @@ class LabelScheduler:
             },
             timezone=UTC,
         )
-        self._paused = False
         self._stop_polling = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -151,7 +150,6 @@ class LabelScheduler:
     def start(self, *, paused: bool = False) -> LabelScheduler:
         """Start the scheduler. ``paused=True`` only opens the job store (for the CLI): no job runs."""
         global _RUNTIME, _SCHEDULER
-        self._paused = paused
         self.scheduler.start(paused=paused)
         if paused:
             return self
@@ -410,8 +408,3 @@ def run_digest(*, job_id: str, project_id: int, project: str, target: str, **_: 
 
     digests.post_digest(runtime.client, runtime.service, info, target, now=runtime.clock())
     return True
-
-
-def week_start(now: datetime) -> datetime:
-    """The start of the rolling 7 days a digest reports."""
-    return now - timedelta(days=7)
