@@ -896,27 +896,8 @@ class LabelingService:
             self._answers_since_train[info.id] = 0
         fingerprint = self._labels_fingerprint(info.id)  # before reading labels: later changes count
         pool = self._pool(info)
-        finals = self._aggregate(info)
-        with read_session(self.engine) as session:
-            complete = {
-                rid
-                for (rid,) in session.execute(
-                    select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
-                ).all()
-            }
-        rows, y = [], []
-        for row, rid in enumerate(pool.ids):
-            # Only complete records: a partial aggregate would leak into the guess shown to the
-            # next labeler of that very record (others' answers stay hidden until complete).
-            final = finals.get(int(rid)) if int(rid) in complete else None
-            if final is not None and final.label is not None:
-                rows.append(row)
-                y.append(final.label)
-        labeled_rows = np.asarray(rows, dtype=np.int64)
-        y_arr = np.asarray(y, dtype=object)
-        candidates = np.asarray(
-            [row for row, rid in enumerate(pool.ids) if int(rid) not in complete], dtype=np.int64
-        )
+        labeled_rows, y_arr, candidates = self._training_labels(info, pool)
+        y = list(y_arr)
         classifier: EmbeddingClassifier | None = None
         proba: np.ndarray | None = None
         metrics: dict[str, float] = {}
@@ -1566,7 +1547,7 @@ class LabelingService:
             report = cached[1]
         else:
             pool = self._pool(info)
-            rows, y = self._training_labels(info, pool)
+            rows, y, _ = self._training_labels(info, pool)
             report = stopping.cv_report(
                 pool.vectors[rows], y, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
             )
@@ -1591,8 +1572,12 @@ class LabelingService:
             ).scalar()
         return f"{count}:{last_id}:{last_at}:{version}"
 
-    def _training_labels(self, info: ProjectInfo, pool: _Pool) -> tuple[np.ndarray, np.ndarray]:
-        """Pool rows and labels a retrain would train on now (complete records with a final label)."""
+    def _training_labels(self, info: ProjectInfo, pool: _Pool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pool rows and labels a retrain trains on now, and the rows still needing answers.
+
+        Only complete records train: a partial aggregate would leak into the guess shown to the next
+        labeler of that very record (others' answers stay hidden until complete).
+        """
         finals = self._aggregate(info)
         with read_session(self.engine) as session:
             complete = set(
@@ -1600,13 +1585,17 @@ class LabelingService:
                     select(Record.id).where(Record.project_id == info.id, Record.complete.is_(True))
                 ).scalars()
             )
-        rows, y = [], []
+        rows, y, candidates = [], [], []
         for row, rid in enumerate(pool.ids):
-            final = finals.get(int(rid)) if int(rid) in complete else None
+            if int(rid) not in complete:
+                candidates.append(row)
+                continue
+            final = finals.get(int(rid))
             if final is not None and final.label is not None:
                 rows.append(row)
                 y.append(final.label)
-        return np.asarray(rows, dtype=np.int64), np.asarray(y, dtype=object)
+        return (np.asarray(rows, dtype=np.int64), np.asarray(y, dtype=object),
+                np.asarray(candidates, dtype=np.int64))
 
     def _stability_metrics(
         self,
