@@ -71,7 +71,14 @@ class Labeling:
             client.chat_postMessage(channel=channel, **card)
         return len(records)
 
-    def send_done(self, client: WebClient, project: ProjectInfo, user_id: str) -> None:
+    def send_next(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
+        """Like ``send_cards``, but says so in the DM when nothing is left (after a click, say)."""
+        sent = self.send_cards(client, project, user_id, n)
+        if not sent:
+            self._send_done(client, project, user_id)
+        return sent
+
+    def _send_done(self, client: WebClient, project: ProjectInfo, user_id: str) -> None:
         client.chat_postMessage(
             channel=self.dm_channel(client, user_id),
             **blocks.notice(f"Nothing left to label in {project.name} for you right now. Thank you!"),

@@ -53,8 +53,8 @@ def _answer(client: WebClient, body: dict, labeling: Labeling, value_of_label: i
         project, record, label=label, user_id=user, nonce=ids.new_nonce(), complete=result.complete
     )
     client.chat_update(channel=channel, ts=ts, **card)
-    if result.changed and not labeling.send_cards(client, project, user, 1):
-        labeling.send_done(client, project, user)
+    if result.changed:
+        labeling.send_next(client, project, user)
 
 
 def on_label(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -93,8 +93,7 @@ def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
             nonce=ids.new_nonce(),
         ),
     )
-    if not labeling.send_cards(client, project, user, 1):
-        labeling.send_done(client, project, user)
+    labeling.send_next(client, project, user)
 
 
 def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -141,8 +140,7 @@ def on_start_labeling(ack: Ack, body: dict, action: dict, client: WebClient, con
         project = labeling.project_from_ref(ids.parse_project_value(action.get("value")))
     except (ValueError, StaleCard):
         return
-    if not labeling.send_cards(client, project, user, 1):
-        labeling.send_done(client, project, user)
+    labeling.send_next(client, project, user)
 
 
 def on_label_n_now(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -155,8 +153,7 @@ def on_label_n_now(ack: Ack, body: dict, action: dict, client: WebClient, contex
         project = labeling.project_from_ref(ref)
     except (ValueError, StaleCard):
         return  # a forged value or a deleted project: the prompt is simply stale
-    if not labeling.send_cards(client, project, user, min(ref.n, MAX_CARDS_PER_CLICK)):
-        labeling.send_done(client, project, user)
+    labeling.send_next(client, project, user, min(ref.n, MAX_CARDS_PER_CLICK))
 
 
 def register(app: App) -> None:

@@ -41,15 +41,22 @@ class Invocation:
 Handler = Callable[[Invocation], None]
 
 
-def _next(call: Invocation) -> None:
+def _card_count(call: Invocation, subcommand: str, default: int) -> int:
+    """The optional ``[n]`` of ``/label next`` and ``/label review``, checked."""
     try:
-        n = int(call.args) if call.args else 1
+        n = int(call.args) if call.args else default
     except ValueError:
         raise LabelbotError(
-            f"`/label next` takes a number of cards, e.g. `/label next 5` (not {call.args!r})."
+            f"`/label {subcommand}` takes a number of cards, e.g. `/label {subcommand} 5` "
+            f"(not {call.args!r})."
         ) from None
     if not 1 <= n <= MAX_CARDS_PER_COMMAND:
         raise LabelbotError(f"Ask for between 1 and {MAX_CARDS_PER_COMMAND} cards at a time.")
+    return n
+
+
+def _next(call: Invocation) -> None:
+    n = _card_count(call, "next", 1)
     project = call.labeling.project_for_channel(call.channel_id)
     sent = call.labeling.send_cards(call.client, project, call.user_id, n)
     if sent:
@@ -128,14 +135,7 @@ def _me(call: Invocation) -> None:
 
 
 def _review(call: Invocation) -> None:
-    try:
-        n = int(call.args) if call.args else 5
-    except ValueError:
-        raise LabelbotError(
-            f"`/label review` takes a number of cards, e.g. `/label review 5` (not {call.args!r})."
-        ) from None
-    if not 1 <= n <= MAX_CARDS_PER_COMMAND:
-        raise LabelbotError(f"Ask for between 1 and {MAX_CARDS_PER_COMMAND} review cards at a time.")
+    n = _card_count(call, "review", 5)
     project = call.labeling.project_for_channel(call.channel_id)
     items = call.labeling.service.review_queue(project.name, n)
     if not items:
