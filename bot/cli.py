@@ -438,7 +438,8 @@ def serve(
     slack_app = create_app(bot_settings, service)
     from bot.scheduler import LabelScheduler
 
-    scheduler = LabelScheduler(service, slack_app.client).start()  # retrain checks, prompts, digests
+    # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
+    scheduler = LabelScheduler(service, slack_app.client).attach(slack_app).start()
     try:
         if transport == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -25,7 +25,9 @@ job needs — the ``LabelingService`` with its engine, locks and training worker
 ``WebClient`` — cannot be pickled into a database and belong to one process, so jobs carry only plain
 values (project id, channel, user, n) and find this process's service and client in ``_RUNTIME``, which
 :meth:`LabelScheduler.start` sets and :meth:`LabelScheduler.shutdown` clears. A job that fires with no
-runtime registered does nothing.
+runtime registered does nothing. That registry is for the job functions below only: listeners reach the
+scheduler through bolt's context (``context["scheduler"]``, put there by :meth:`LabelScheduler.attach`),
+and tests/test_layering.py checks that nothing else in ``bot/`` reads it.
 
 Several processes, one job store: APScheduler 3 does not share job stores live between processes. A
 scheduler reads the store when it wakes up, so a running ``labelbot serve`` wakes every
@@ -51,7 +53,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from slack_bolt import App, BoltContext
 
 from bot import blocks
 from bot.labeling import Labeling
@@ -62,6 +64,7 @@ from core.types import ProjectInfo
 
 log = logging.getLogger(__name__)
 
+CONTEXT_KEY = "scheduler"  # listeners find the running LabelScheduler as context["scheduler"]
 RETRAIN_CHECK_ID = "retrain-check"
 KINDS = {"prompt": "prompt", "digest": "digest", "sub": "subscription"}
 DEFAULT_SECONDS_PER_CARD = 60.0  # until the team's own median time per answer is known
@@ -88,25 +91,21 @@ class Runtime:
     service: LabelingService
     client: Any  # slack_sdk.WebClient; None in a process that only edits schedules
     labeling: Labeling
+    scheduler: LabelScheduler
     clock: Any = field(default=lambda: datetime.now(UTC))
 
 
+# The one module-level registry of the bot: APScheduler's persistent jobs are pickled references to the
+# module-level job functions below with plain kwargs, so those functions can only find the live service,
+# client and scheduler here. Only the job functions read it; listeners use bolt's context instead.
 _RUNTIME: Runtime | None = None
 _RUNTIME_LOCK = threading.Lock()
 
 
 def current_runtime() -> Runtime | None:
+    """The running (not paused) scheduler's runtime in this process; for the job functions only."""
     with _RUNTIME_LOCK:
         return _RUNTIME
-
-
-_SCHEDULER: LabelScheduler | None = None
-
-
-def current() -> LabelScheduler | None:
-    """The running (not paused) scheduler of this process, if ``labelbot serve`` started one."""
-    with _RUNTIME_LOCK:
-        return _SCHEDULER
 
 
 class LabelScheduler:
@@ -129,7 +128,7 @@ class LabelScheduler:
         self.clock = clock or (lambda: datetime.now(UTC))
         url = database_url or service.settings.database_url
         engine_options: dict[str, Any] = {}
-        if make_url(url).get_backend_name() == "sqlite":
+        if _backend_name(url) == "sqlite":
             # Same busy timeout as the service's engine: a job-store write waits for a retrain's commit.
             engine_options["connect_args"] = {"timeout": 30}
         self.scheduler = BackgroundScheduler(
@@ -147,15 +146,25 @@ class LabelScheduler:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def attach(self, app: App) -> LabelScheduler:
+        """Put this scheduler into ``app``'s bolt context (``context["scheduler"]``) for the listeners of
+        ``/label schedule``, ``digest``, ``subscribe`` and ``unsubscribe``."""
+
+        def inject_scheduler(context: BoltContext, next: Any) -> None:
+            context[CONTEXT_KEY] = self
+            next()
+
+        app.middleware(inject_scheduler)
+        return self
+
     def start(self, *, paused: bool = False) -> LabelScheduler:
         """Start the scheduler. ``paused=True`` only opens the job store (for the CLI): no job runs."""
-        global _RUNTIME, _SCHEDULER
+        global _RUNTIME
         self.scheduler.start(paused=paused)
         if paused:
             return self
         with _RUNTIME_LOCK:
-            _RUNTIME = Runtime(self.service, self.client, self.labeling, self.clock)
-            _SCHEDULER = self
+            _RUNTIME = Runtime(self.service, self.client, self.labeling, self, self.clock)
         self.ensure_retrain_check()
         if self.settings.schedule_poll_seconds > 0:
             self._poller = threading.Thread(target=self._poll, name="labelbot-schedule-poll", daemon=True)
@@ -164,15 +173,15 @@ class LabelScheduler:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop running jobs (waiting for running ones when ``wait``) and unregister the runtime."""
-        global _RUNTIME, _SCHEDULER
+        global _RUNTIME
         self._stop_polling.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         if self._poller is not None:
             self._poller.join(timeout=5)
         with _RUNTIME_LOCK:
-            if _SCHEDULER is self:
-                _RUNTIME, _SCHEDULER = None, None
+            if _RUNTIME is not None and _RUNTIME.scheduler is self:
+                _RUNTIME = None
 
     def __enter__(self) -> LabelScheduler:
         return self.start()
@@ -275,6 +284,11 @@ class LabelScheduler:
             return False
 
 
+def _backend_name(url: str) -> str:
+    """``sqlite`` of ``sqlite:///x.db`` or ``sqlite+pysqlite://``: the dialect of a SQLAlchemy URL."""
+    return url.partition(":")[0].partition("+")[0].lower()
+
+
 def _check_n(n: int) -> int:
     if not 1 <= int(n) <= MAX_CARDS:
         raise LabelbotError(f"The number of cards must be between 1 and {MAX_CARDS} (not {n}).")
@@ -335,9 +349,7 @@ def _runtime_project(job_id: str, project_id: int, project: str) -> tuple[Runtim
     if info is None or info.name != project:
         # The project was deleted (and maybe its id reused): this schedule has nothing left to do.
         log.info("Removing schedule %s: project %r no longer exists", job_id, project)
-        scheduler = current()
-        if scheduler is not None:
-            scheduler._remove_quietly(job_id)
+        runtime.scheduler._remove_quietly(job_id)
         return None
     return runtime, info
 

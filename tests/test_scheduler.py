@@ -46,7 +46,8 @@ def quiet_settings(**overrides: object) -> SchedulerSettings:
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[SlackHarness]:
     harness = start_harness(tmp_path, texts=TEXTS)
-    scheduler = LabelScheduler(harness.service, harness.app.client, settings=quiet_settings()).start()
+    scheduler = LabelScheduler(harness.service, harness.app.client, settings=quiet_settings())
+    scheduler.attach(harness.app).start()  # as `labelbot serve` does: listeners see context["scheduler"]
     harness.extra["scheduler"] = scheduler
     yield harness
     scheduler.shutdown()
@@ -417,7 +418,8 @@ def test_jobs_written_by_another_process_are_seen_and_run(
     other = LabelScheduler(h.service, None, settings=quiet_settings()).start(paused=True)
     item = other.add_prompt(h.service.get_project("demo"), CHANNEL, parse_when("daily 10:00"), n=2)
     other.shutdown()
-    assert sched.current() is scheduler_of(h)  # the CLI's scheduler never replaced the serving one
+    runtime = sched.current_runtime()  # the CLI's paused scheduler never replaced the serving one
+    assert runtime is not None and runtime.scheduler is scheduler_of(h)
     assert [i.id for i in scheduler_of(h).items()] == [item.id]
     clock.now = datetime(2024, 5, 6, 10, 0, 1, tzinfo=UTC)
     scheduler_of(h).scheduler.wakeup()  # what the poller does every LABELBOT_SCHEDULE_POLL_SECONDS

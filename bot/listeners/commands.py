@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from bot import blocks, ids
 from bot.labeling import Labeling
 from bot.listeners import schedule as schedule_commands
+from bot.scheduler import LabelScheduler
 from core.errors import LabelbotError
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class Invocation:
     channel_id: str
     trigger_id: str
     args: str
+    # The process's running ``bot.scheduler.LabelScheduler`` (bolt's ``context["scheduler"]``); None when
+    # the bot runs without one (tests, the playground).
+    scheduler: LabelScheduler | None = None
 
     def reply(self, text: str) -> None:
         self.respond(response_type="ephemeral", **blocks.notice(text))
@@ -183,6 +187,7 @@ def handle_label(ack: Ack, command: dict, client: WebClient, respond: Respond, c
         channel_id=command["channel_id"],
         trigger_id=command.get("trigger_id", ""),
         args=args.strip(),
+        scheduler=context.get("scheduler"),
     )
     handler = SUBCOMMANDS.get(name) or ADMIN_SUBCOMMANDS.get(name)
     if handler is None:

@@ -1,11 +1,13 @@
 """``/label schedule``, ``/label digest``, ``/label subscribe`` and ``/label unsubscribe``.
 
 Handlers take the ``Invocation`` of ``bot.listeners.commands`` (which lists them in its subcommand
-tables) and edit the jobs of this process's running scheduler (``bot.scheduler.current()``).
+tables) and edit the jobs of this process's running scheduler, which reaches them through bolt's context
+(``context["scheduler"]``, put there by ``LabelScheduler.attach``) as ``call.scheduler``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +22,11 @@ DEFAULT_SUBSCRIPTION = "weekdays 10:00"
 DEFAULT_DIGEST = "weekly mon 09:00"
 _ZONE_RE = re.compile(r"^(?:tz=)?([A-Za-z][A-Za-z0-9_+\-]*/[A-Za-z0-9_+\-/]+|UTC)$", re.IGNORECASE)
 
+log = logging.getLogger(__name__)
 
-def _scheduler() -> sched.LabelScheduler:
-    running = sched.current()
+
+def _scheduler(call: Any) -> sched.LabelScheduler:
+    running = call.scheduler
     if running is None:
         raise LabelbotError("Schedules need the bot's scheduler, which `labelbot serve` starts; "
                             "this bot process runs without one.")
@@ -51,7 +55,7 @@ def _zone(call: Any, explicit: str | None, running: sched.LabelScheduler) -> str
 
 def schedule(call: Any) -> None:
     """``/label schedule <when> [n]`` | ``list`` | ``remove <id>`` (admins)."""
-    running = _scheduler()
+    running = _scheduler(call)
     project = call.labeling.project_for_channel(call.channel_id)
     sub, _, rest = call.args.partition(" ")
     if sub.lower() == "list":
@@ -86,7 +90,7 @@ def digest(call: Any) -> None:
         digests.post_digest(call.client, call.labeling.service, project, call.channel_id,
                             now=datetime.now(UTC))
         return
-    running = _scheduler()
+    running = _scheduler(call)
     args, explicit = _split_zone(call.args)
     zone = _zone(call, explicit, running)
     spec = check_at_most_hourly(parse_when(args or DEFAULT_DIGEST, zone))
@@ -97,7 +101,7 @@ def digest(call: Any) -> None:
 
 def subscribe(call: Any) -> None:
     """``/label subscribe [n] [when]``: n cards by DM on a schedule (default 5, weekdays 10:00)."""
-    running = _scheduler()
+    running = _scheduler(call)
     project = call.labeling.project_for_channel(call.channel_id)
     args, explicit = _split_zone(call.args)
     zone = _zone(call, explicit, running)
@@ -112,7 +116,7 @@ def subscribe(call: Any) -> None:
 
 def unsubscribe(call: Any) -> None:
     """``/label unsubscribe``: stop the caller's scheduled cards for this channel's project."""
-    running = _scheduler()
+    running = _scheduler(call)
     project = call.labeling.project_for_channel(call.channel_id)
     if running.unsubscribe(project, call.user_id):
         call.reply(f"Done: no more scheduled cards from {project.name}.")
@@ -128,4 +132,4 @@ def status_extras(call: Any, project: Any) -> None:
         digests.send_status_extras(call.client, call.respond, call.labeling.service, project,
                                    channel=call.channel_id, user=call.user_id)
     except Exception:  # the status itself was sent; a failed chart upload must not turn into an error reply
-        sched.log.exception("Status extras for %s failed", project.name)
+        log.exception("Status extras for %s failed", project.name)
