@@ -347,7 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"Set-up: {args.records:,} records x {args.dim} dims, {args.labels} labels, "
               f"{args.seed_labels:,} labeled: import_rows {setup['import_s']:.1f} s, "
               f"first retrain {setup['initial_retrain_s']:.1f} s, total {setup['total_s']:.1f} s", flush=True)
-        runs_before = len(service.model_runs(PROJECT))
+        runs_before = len(service.run_history(PROJECT))
         cpu_before = time.process_time()
         try:
             if args.one_process:
@@ -375,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             service.wait_for_retrains(timeout=300)
             # CPU of this process (all threads) over the clicks: the bot's, plus Slack's with --one-process.
             cpu_s = time.process_time() - cpu_before
-            new_runs = service.model_runs(PROJECT)[runs_before:]
+            new_runs = service.run_history(PROJECT)[runs_before:]
             retrains = {"count": len(new_runs),
                         "median_s": round(float(np.median([r.duration_seconds for r in new_runs])), 2)
                         if new_runs else None}

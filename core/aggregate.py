@@ -1,5 +1,8 @@
 """Combine crowd answers into one label per item, and measure how much annotators agree.
 
+Over 400 lines because it holds several small, independent estimators (majority, Dawid–Skene,
+alpha, kappa) that share one answer encoding; split them when one grows.
+
 Pure numpy functions, no database. Every function takes ``answers``: a sequence of
 ``(item, annotator, label)`` triples, where ``item`` and ``annotator`` are hashable (ints or
 strings) and ``label`` is a string.

@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     strategy: str = "margin-kmeans"
     # Records ranked and stored per retrain: handing out the next one is a lookup.
     queue_size: int = 500
-    # Retrain in the background after this many new answers (0 disables).
+    # Retrain in the background after this many new answers; 0 turns automatic retraining off
+    # (after answers, imports and an emptied queue): the caller retrains (the simulator does).
     retrain_every: int = 10
     # Crowd defaults for new projects.
     answers_per_record: int = 1
     lease_seconds: int = 600
+    # Added to the training worker's nice value (Linux; 0 leaves it alone): clicks get the CPU first.
+    training_nice: int = 10
+    # Cohen's kappa is reported for annotator pairs with at least this many complete records in common.
+    min_kappa_overlap: int = 10
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,5 +1,8 @@
 """Reading import files and label sets, writing export files.
 
+Over 400 lines because every input format (CSV, TSV, JSONL, label files) and its one-line
+errors live together, so they stay consistent.
+
 Pure parsing and validation: nothing here touches the database. Readers either return every
 row or raise :class:`~core.errors.InputFileError` naming the file, the line and the problem, so
 the caller never writes half an import.

@@ -19,6 +19,8 @@ def _fk(target: str) -> Any:
 
 
 class Project(SQLModel, table=True):
+    # AUTOINCREMENT: an id is never reused, so a button naming a deleted project can't reach a new one.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     # Ordered label set: [{"name": ..., "description": ...}, ...]
@@ -26,11 +28,16 @@ class Project(SQLModel, table=True):
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Bumped on every import so long-lived processes know their cached embeddings are stale.
     data_version: int = 0
+    # Bumped on every change of labels or settings: processes sharing the database check it (one
+    # indexed read in the transaction they open anyway) before trusting their cached ProjectInfo.
+    version: int = 0
+    # The latest ModelRun, written with it: cached guesses are checked against it without a max() query.
+    latest_run_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class Record(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("project_id", "external_id"), {"sqlite_autoincrement": True})
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(sa_column=_fk("project.id"))
     external_id: str

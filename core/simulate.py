@@ -7,6 +7,9 @@ each with its gold label and, after every step, scores the classifier the servic
 test set. The chosen strategy always runs beside ``random`` on the same seeds, so the table says
 how many labels the strategy saves.
 
+Over 400 lines because it is a whole benchmark (replay, scoring, curves, tables) run as one
+command; it is a client of the facade only.
+
 Schedule: 10 seed labels picked by the strategy's cold start, then batches of 10 up to 100, of 50
 up to 500 and of 100 up to the budget. A seed permutes the order in which the records are
 imported: the service seeds its own random choices by the number of labels, so the pool order is

@@ -1,11 +1,16 @@
-"""Engine creation: SQLite in WAL mode with foreign keys and a busy timeout, safe for several threads."""
+"""The database: engine creation (SQLite in WAL with foreign keys and a busy timeout), transactions.
+
+Everything below works on SQLAlchemy Core connections: one click is one short transaction, and the
+ORM's unit of work costs more CPU than the handful of statements it runs. Modules of core own their
+SQL as functions taking a ``Connection``; the facade (``core.service``) opens the transactions.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -23,6 +28,7 @@ def create_db_engine(url: str) -> Engine:
     if is_sqlite:
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
     SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
 
 
@@ -49,15 +55,46 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+# Columns added after a release: (table, column, SQL type and default, backfill statement or None).
+_LATER_COLUMNS = (
+    ("project", "version", "INTEGER NOT NULL DEFAULT 0", None),
+    (
+        "project",
+        "latest_run_id",
+        "INTEGER",
+        "UPDATE project SET latest_run_id = (SELECT max(id) FROM modelrun WHERE project_id = project.id)",
+    ),
+)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a database made by an earlier release up to date (``create_all`` never alters a table)."""
+    inspector = inspect(engine)
+    existing = {t: {c["name"] for c in inspector.get_columns(t)} for t in {t for t, *_ in _LATER_COLUMNS}}
+    with engine.begin() as conn:
+        for table, column, ddl, backfill in _LATER_COLUMNS:
+            if column not in existing[table]:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+                if backfill:
+                    conn.execute(text(backfill))
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read transaction (a consistent snapshot under WAL); never writes."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that holds SQLite's write lock from BEGIN; commits on success."""
+    with engine.connect().execution_options(write=True) as conn, conn.begin():
+        yield conn
+
+
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
+    """An ORM session, for tests and tools that inspect the tables."""
     with Session(engine) as session:
         yield session
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction holds SQLite's write lock from the start; commits on success."""
-    with Session(engine.execution_options(write=True)) as session:
-        yield session
-        session.commit()

@@ -7,7 +7,7 @@ bench/retrain_latency.py the click → next card time rose by about 40% while a 
 
 ``ProcessTrainer`` keeps one persistent ``spawn`` worker process with its own ``LabelingService`` on
 the same database. The serving service hands its background retrains to it
-(``LabelingService.trainer``); the worker writes the model run and swaps the queue in one transaction
+(``LabelingService(trainer=...)``); the worker writes the model run and swaps the queue in one transaction
 as usual, and the serving process reads the result from the database. The worker keeps its pool of
 embeddings in memory between retrains, so only the first one pays for loading them.
 """
@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from core.config import Settings
+from core.training import Trained
 from core.types import ModelRunInfo
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,16 @@ def _start_worker(settings: dict[str, Any], embedder_factory: Callable[[], Any] 
             os.nice(nice)
         except OSError:
             log.warning("Could not lower the training process's priority", exc_info=True)
-    values = {**settings, "retrain_every": 0}  # the worker trains only when asked
     embedder = embedder_factory() if embedder_factory is not None else None
-    _SERVICE = LabelingService(Settings(_env_file=None, **values), embedder=embedder)  # type: ignore[call-arg]
+    # No training thread of its own: the worker trains only when asked (retrain_every still sets the
+    # batch size of diverse picks, as in the serving process).
+    _SERVICE = LabelingService(Settings(_env_file=None, **settings), embedder=embedder)  # type: ignore[call-arg]
 
 
-def _retrain(project: str, queue_size: int | None) -> tuple[ModelRunInfo | None, Any]:
-    run = _SERVICE.retrain(project, queue_size=queue_size)
-    # The new model's guess for every pool record (built by the retrain anyway): sent back so the
-    # serving process need not predict the whole pool again itself.
-    guesses = _SERVICE._predictions.get(_SERVICE.get_project(project).id) if run is not None else None
-    return run, guesses
+def _retrain(project: str, queue_size: int | None) -> Trained:
+    # The result carries the new model's guess for every pool record (built by the retrain anyway),
+    # so the serving process need not predict the whole pool again itself.
+    return _SERVICE.retrain_with_guesses(project, queue_size=queue_size)
 
 
 class ProcessTrainer:
@@ -88,13 +88,10 @@ class ProcessTrainer:
 
     def retrain(self, project: str, *, queue_size: int | None = None) -> ModelRunInfo | None:
         """Retrain ``project`` in the worker and wait for it; exceptions come back as they were raised."""
-        return self.retrain_with_guesses(project, queue_size=queue_size)[0]
+        return self.retrain_with_guesses(project, queue_size=queue_size).run
 
-    def retrain_with_guesses(
-        self, project: str, *, queue_size: int | None = None
-    ) -> tuple[ModelRunInfo | None, Any]:
-        """:meth:`retrain`, plus the new model's guesses over the pool (the service's prediction cache
-        entry: run id, data version, (best class, probability) per pool row, classes), or None.
+    def retrain_with_guesses(self, project: str, *, queue_size: int | None = None) -> Trained:
+        """:meth:`retrain`, plus the new model's guesses over the pool and the labels' fingerprint.
 
         A worker that died (killed for memory, say) is replaced once and the retrain tried again.
         """

@@ -155,3 +155,12 @@ class ReviewItem:
     answers: tuple[tuple[str, str], ...]  # (annotator, label), oldest first
     suggested_label: str | None = None  # what the model thinks
     confidence: float | None = None  # the model's probability of suggested_label
+
+
+@dataclass(frozen=True)
+class CardUpdate:
+    """What a card needs after a click (the record as it is now) and the clicker's next cards."""
+
+    project: ProjectInfo
+    record: RecordView
+    next: tuple[RecordView, ...] = ()

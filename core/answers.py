@@ -1,0 +1,257 @@
+"""Answers: storing, changing and undoing a labeler's answer, skips, and each record's completeness.
+
+Functions take the connection of a transaction the facade opened; completeness follows
+``core.policy.is_complete`` (decided there, applied here in Python for one record and in SQL for many).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from core import policy
+from core.errors import NothingToUndo, RecordNotFound, StaleRecord
+from core.models import Annotation, Lease, Record, Skip
+from core.review import needs_extra_answer
+from core.types import ProjectInfo
+
+_CHUNK = 5_000
+
+#: Where an answer came from; "review" is an admin's gold decision and completes the record.
+SOURCES = ("slack", "import", "cli", "review")
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    external_id: str
+    changed: bool  # False for a repeated click with the same label
+    complete: bool
+
+
+def _record_not_found(info: ProjectInfo, record_id: int) -> RecordNotFound:
+    return RecordNotFound(f"Record {record_id} is not in project {info.name!r} (was it deleted?).")
+
+
+def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: int, has_gold: bool) -> bool:
+    k, extra = info.answers_per_record, info.extra_answer_on_disagreement
+    labels = None
+    if not has_gold and policy.needs_labels_for_completeness(n_answers, k, extra):
+        labels = (
+            conn.execute(select(Annotation.label).where(Annotation.record_id == record_id)).scalars().all()
+        )
+    return policy.is_complete(
+        n_answers, k, has_gold=has_gold, labels=labels, extra_answer_on_disagreement=extra
+    )
+
+
+def store_answer(
+    conn: Connection, info: ProjectInfo, record_id: int, user: str, label: str, source: str, now: datetime
+) -> StoredAnswer:
+    """Insert or change ``user``'s answer; drop their lease and skip of the record. Four statements."""
+    mine = and_(Annotation.record_id == Record.id, Annotation.annotator == user)
+    held = and_(Lease.record_id == Record.id, Lease.annotator == user)
+    skipped = and_(Skip.record_id == Record.id, Skip.annotator == user)
+    row = conn.execute(
+        select(
+            Record.project_id,
+            Record.external_id,
+            Record.n_answers,
+            Record.complete,
+            Annotation.id,
+            Annotation.label,
+            Annotation.source,
+            Lease.id,
+            Lease.shown_at,
+            Skip.id,
+        )
+        .select_from(Record)
+        .outerjoin(Annotation, mine)
+        .outerjoin(Lease, held)
+        .outerjoin(Skip, skipped)
+        .where(Record.id == record_id)
+    ).first()
+    if row is None or row[0] != info.id:
+        raise _record_not_found(info, record_id)
+    _, external_id, n_answers, complete, answer_id, old_label, old_source, lease_id, shown_at, skip_id = row
+    if answer_id is not None:
+        changed = old_label != label or (source == "review" and old_source != "review")
+        if changed:
+            conn.execute(
+                update(Annotation)
+                .where(Annotation.id == answer_id)
+                .values(label=label, source=source, created_at=now)
+            )
+    else:
+        if complete and source != "review":
+            raise StaleRecord(f"Record {external_id} already has all the answers it needs.")
+        conn.execute(
+            insert(Annotation).values(
+                record_id=record_id,
+                project_id=info.id,
+                annotator=user,
+                label=label,
+                source=source,
+                shown_at=shown_at,
+                created_at=now,
+            )
+        )
+        n_answers += 1
+        changed = True
+    if source == "review":
+        now_complete = True
+    else:
+        now_complete = bool(complete) or _complete(conn, info, record_id, n_answers, has_gold=False)
+    if changed or now_complete != bool(complete):
+        conn.execute(
+            update(Record).where(Record.id == record_id).values(n_answers=n_answers, complete=now_complete)
+        )
+    if lease_id is not None:
+        conn.execute(delete(Lease).where(Lease.id == lease_id))
+    if skip_id is not None:
+        conn.execute(delete(Skip).where(Skip.id == skip_id))
+    return StoredAnswer(external_id, changed, now_complete)
+
+
+def skip(conn: Connection, info: ProjectInfo, record_id: int, user: str) -> None:
+    row = conn.execute(
+        select(Record.project_id, Skip.id)
+        .select_from(Record)
+        .outerjoin(Skip, and_(Skip.record_id == Record.id, Skip.annotator == user))
+        .where(Record.id == record_id)
+    ).first()
+    if row is None or row[0] != info.id:
+        raise _record_not_found(info, record_id)
+    if row[1] is None:
+        conn.execute(insert(Skip).values(record_id=record_id, project_id=info.id, annotator=user))
+    conn.execute(delete(Lease).where(Lease.record_id == record_id, Lease.annotator == user))
+
+
+@dataclass(frozen=True)
+class RemovedAnswer:
+    record_id: int
+    external_id: str
+    label: str
+
+
+def undo(
+    conn: Connection, info: ProjectInfo, user: str, record_id: int | None, now: datetime, lease_seconds: int
+) -> RemovedAnswer:
+    """Remove ``user``'s answer (default: their latest), recompute completeness, lease the record back."""
+    query = select(Annotation.id, Annotation.record_id, Annotation.label).where(
+        Annotation.project_id == info.id, Annotation.annotator == user
+    )
+    if record_id is not None:
+        query = query.where(Annotation.record_id == record_id)
+    answer = conn.execute(query.order_by(Annotation.created_at.desc(), Annotation.id.desc()).limit(1)).first()
+    if answer is None:
+        raise NothingToUndo("There is no answer of yours to undo.")
+    answer_id, rid, label = answer
+    record = conn.execute(select(Record.external_id, Record.n_answers).where(Record.id == rid)).one()
+    conn.execute(delete(Annotation).where(Annotation.id == answer_id))
+    n_answers = max(0, record[1] - 1)
+    has_gold = (
+        conn.execute(
+            select(Annotation.id).where(Annotation.record_id == rid, Annotation.source == "review").limit(1)
+        ).first()
+        is not None
+    )
+    complete = _complete(conn, info, rid, n_answers, has_gold)
+    conn.execute(update(Record).where(Record.id == rid).values(n_answers=n_answers, complete=complete))
+    conn.execute(delete(Lease).where(Lease.record_id == rid, Lease.annotator == user))
+    conn.execute(
+        insert(Lease).values(
+            record_id=rid,
+            project_id=info.id,
+            annotator=user,
+            shown_at=now,
+            expires_at=now + timedelta(seconds=lease_seconds),
+        )
+    )
+    return RemovedAnswer(rid, record[0], label)
+
+
+def insert_imported(conn: Connection, rows: list[dict]) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        conn.execute(insert(Annotation), rows[start : start + _CHUNK])
+
+
+def answered_pairs(conn: Connection, project_id: int) -> set[tuple[int, str]]:
+    return {
+        (rid, who)
+        for rid, who in conn.execute(
+            select(Annotation.record_id, Annotation.annotator).where(Annotation.project_id == project_id)
+        ).all()
+    }
+
+
+def recompute_completeness(conn: Connection, info: ProjectInfo, *, recount: bool = False) -> None:
+    """After a bulk change (import, new k): every record's count and completeness in a few statements."""
+    gold = select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.source == "review")
+    if recount:
+        counts = select(func.count(Annotation.id)).where(Annotation.record_id == Record.id).scalar_subquery()
+        conn.execute(update(Record).where(Record.project_id == info.id).values(n_answers=counts))
+    k = info.answers_per_record
+    conn.execute(
+        update(Record)
+        .where(Record.project_id == info.id)
+        .values(complete=(Record.n_answers >= k) | Record.id.in_(gold))
+    )
+    if not info.extra_answer_on_disagreement:
+        return
+    # Ties among exactly k answers are reopened for one more labeler (core.policy.is_complete).
+    rows = conn.execute(
+        select(Annotation.record_id, Annotation.label)
+        .join(Record, Record.id == Annotation.record_id)
+        .where(
+            Record.project_id == info.id,
+            Record.complete.is_(True),
+            Record.n_answers == k,
+            Record.id.not_in(gold),
+        )
+    ).all()
+    votes: dict[int, list[str]] = defaultdict(list)
+    for rid, label in rows:
+        votes[rid].append(label)
+    tied = [rid for rid, labels in votes.items() if needs_extra_answer(labels, k)]
+    for start in range(0, len(tied), _CHUNK):
+        conn.execute(update(Record).where(Record.id.in_(tied[start : start + _CHUNK])).values(complete=False))
+
+
+def load(conn: Connection, project_id: int, record_ids: list[int] | None = None) -> list[tuple]:
+    """(record id, annotator, label, source, shown_at, created_at) per answer, oldest first."""
+    query = (
+        select(
+            Annotation.record_id,
+            Annotation.annotator,
+            Annotation.label,
+            Annotation.source,
+            Annotation.shown_at,
+            Annotation.created_at,
+        )
+        .where(Annotation.project_id == project_id)
+        .order_by(Annotation.created_at, Annotation.id)
+    )
+    if record_ids is not None:
+        query = query.where(Annotation.record_id.in_(record_ids))
+    return [tuple(row) for row in conn.execute(query).all()]
+
+
+def complete_ids(conn: Connection, project_id: int) -> set[int]:
+    return set(
+        conn.execute(
+            select(Record.id).where(Record.project_id == project_id, Record.complete.is_(True))
+        ).scalars()
+    )
+
+
+def fingerprint(conn: Connection, project_id: int, data_version: int) -> str:
+    """Changes whenever an answer is added, changed or removed, or records are imported."""
+    count, last_id, last_at = conn.execute(
+        select(func.count(Annotation.id), func.max(Annotation.id), func.max(Annotation.created_at)).where(
+            Annotation.project_id == project_id
+        )
+    ).one()
+    return f"{count}:{last_id}:{last_at}:{data_version}"

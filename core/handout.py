@@ -1,0 +1,163 @@
+"""Hand-out: which records a labeler gets next, leased to them so nobody else is sent the same answer
+slot; and the views of single records a card shows.
+
+A hand-out reads the ranked queue (``QueueItem``, replaced whole by each retrain) and writes leases —
+the one write a hand-out may make. It never rebuilds the queue: when the queue runs short it falls
+back to the rest of the pool in id order and says so (:attr:`HandOut.short`); the facade decides
+whether that calls for a retrain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, union
+
+from core.errors import RecordNotFound
+from core.models import Annotation, Lease, QueueItem, Record, Skip
+from core.types import ProjectInfo, RecordView
+
+#: record id -> (label, probability) of the latest model, or None.
+Guess = Callable[[int], "tuple[str, float] | None"]
+
+POOL_REASON = "next in the pool"
+
+
+@dataclass(frozen=True)
+class HandOut:
+    records: list[RecordView]
+    ranked: int  # how many came from the ranked queue
+    short: bool  # fewer ranked records than asked for, and unranked ones were handed out or remain
+
+
+def hand_out(
+    conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int, guess: Guess
+) -> HandOut:
+    """The next ``n`` records for ``user``, leased to them until ``now + lease_seconds``.
+
+    Never a record this user answered, skipped or holds already, nor one that is complete or whose
+    remaining answers are leased to others.
+    """
+    k = info.answers_per_record
+    leased_by_others = (
+        select(func.count(Lease.id))
+        .where(Lease.record_id == Record.id, Lease.annotator != user, Lease.expires_at > now)
+        .scalar_subquery()
+    )
+    mine = union(
+        select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.annotator == user),
+        select(Skip.record_id).where(Skip.project_id == info.id, Skip.annotator == user),
+        select(Lease.record_id).where(
+            Lease.project_id == info.id, Lease.annotator == user, Lease.expires_at > now
+        ),
+    )
+    # An incomplete record with k answers already was reopened for a tie: it needs one more.
+    needs = ((Record.n_answers + leased_by_others) < k) | ((Record.n_answers >= k) & (leased_by_others == 0))
+    available = and_(Record.project_id == info.id, Record.complete.is_(False), Record.id.not_in(mine), needs)
+    picked = [
+        tuple(row)
+        for row in conn.execute(
+            select(
+                Record.id,
+                Record.external_id,
+                Record.text,
+                QueueItem.predicted_label,
+                QueueItem.confidence,
+                QueueItem.reason,
+            )
+            .join(QueueItem, QueueItem.record_id == Record.id)
+            .where(available, QueueItem.project_id == info.id)
+            .order_by(QueueItem.position)
+            .limit(n)
+        ).all()
+    ]
+    ranked = len(picked)
+    if ranked < n:
+        # The queue ran dry before the next retrain: the rest of the pool, in id order.
+        taken = [row[0] for row in picked]
+        for rid, eid, text in conn.execute(
+            select(Record.id, Record.external_id, Record.text)
+            .where(available, Record.id.not_in(taken))
+            .order_by(Record.id)
+            .limit(n - ranked)
+        ).all():
+            g = guess(rid)
+            picked.append((rid, eid, text, g[0] if g else None, g[1] if g else None, POOL_REASON))
+    if picked:
+        ids = [row[0] for row in picked]
+        # An expired lease of this user's on a picked record would collide with the new one.
+        conn.execute(delete(Lease).where(Lease.annotator == user, Lease.record_id.in_(ids)))
+        expires = now + timedelta(seconds=lease_seconds)
+        conn.execute(
+            insert(Lease),
+            [
+                {
+                    "record_id": rid,
+                    "project_id": info.id,
+                    "annotator": user,
+                    "shown_at": now,
+                    "expires_at": expires,
+                }
+                for rid in ids
+            ],
+        )
+    views = [
+        RecordView(
+            project=info.name,
+            record_id=rid,
+            external_id=eid,
+            text=text,
+            predicted_label=label,
+            confidence=conf,
+            reason=reason,
+        )
+        for rid, eid, text, label, conf, reason in picked
+    ]
+    return HandOut(views, ranked, short=ranked < n and len(picked) > ranked)
+
+
+def record_view(conn: Connection, info: ProjectInfo, record_id: int, guess: Guess) -> RecordView:
+    """A record with the current model's guess (for re-rendering a card)."""
+    row = conn.execute(
+        select(Record.external_id, Record.text).where(Record.id == record_id, Record.project_id == info.id)
+    ).first()
+    if row is None:
+        raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
+    g = guess(record_id)
+    return RecordView(
+        project=info.name,
+        record_id=record_id,
+        external_id=row[0],
+        text=row[1],
+        predicted_label=g[0] if g else None,
+        confidence=g[1] if g else None,
+    )
+
+
+def record_id_of(conn: Connection, info: ProjectInfo, external_id: str) -> int:
+    rid = conn.execute(
+        select(Record.id).where(Record.project_id == info.id, Record.external_id == str(external_id))
+    ).scalar()
+    if rid is None:
+        raise RecordNotFound(f"Project {info.name!r} has no record with id {external_id!r}.")
+    return int(rid)
+
+
+def records_by_id(conn: Connection, ids: list[int]) -> dict[int, tuple[str, str, bool]]:
+    """record id -> (external id, text, complete)."""
+    return {
+        rid: (eid, text, bool(complete))
+        for rid, eid, text, complete in conn.execute(
+            select(Record.id, Record.external_id, Record.text, Record.complete).where(Record.id.in_(ids))
+        ).all()
+    }
+
+
+def pending_count(conn: Connection, project_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count(Record.id)).where(Record.project_id == project_id, Record.complete.is_(False))
+        ).scalar_one()
+    )

@@ -1,0 +1,62 @@
+"""The rules of the labeling loop, in one place: when a record is complete, when to retrain, when the
+ranked queue needs refilling. Pure functions and one small settings object; the facade
+(``core.service``) applies them, the job modules never decide them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.review import needs_extra_answer
+
+
+def is_complete(
+    n_answers: int,
+    answers_per_record: int,
+    *,
+    has_gold: bool = False,
+    labels: Sequence[str] | None = None,
+    extra_answer_on_disagreement: bool = False,
+) -> bool:
+    """A record needs no more answers: an admin decided it, or it has k answers (k + 1 after a tie among
+    exactly k when the project routes disagreements to one more labeler before review).
+
+    ``labels`` (the record's answers) is only needed when that routing is on and ``n_answers == k``.
+    """
+    if has_gold:
+        return True
+    if n_answers < answers_per_record:
+        return False
+    if not extra_answer_on_disagreement or n_answers > answers_per_record:
+        return True
+    return not needs_extra_answer(list(labels or ()), answers_per_record)
+
+
+def needs_labels_for_completeness(n_answers: int, answers_per_record: int, extra: bool) -> bool:
+    """Whether :func:`is_complete` must see the record's answers (saves a query on every other click)."""
+    return extra and n_answers == answers_per_record
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When the model is retrained and the queue rebuilt.
+
+    - ``every`` new or changed answers (0: never on answers; the scheduler's interval check remains);
+    - after an import that added records or labels (the cold-start or updated ranking);
+    - when a hand-out found fewer ranked records than asked for while unranked ones remain: the queue
+      ran dry before the next retrain. Always off the click path, on the training worker.
+    """
+
+    every: int = 10
+
+    def due_after_answers(self, answers_since_retrain: int) -> bool:
+        return self.every > 0 and answers_since_retrain >= self.every
+
+    @staticmethod
+    def due_after_import(new_records: int, new_answers: int) -> bool:
+        return new_records > 0 or new_answers > 0
+
+    @staticmethod
+    def due_after_handout(asked: int, ranked: int, unranked: int) -> bool:
+        return ranked < asked and unranked > 0

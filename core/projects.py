@@ -1,0 +1,180 @@
+"""Projects: their labels and settings, channel bindings, and a cache of them checked by version.
+
+Every facade call opens one transaction and reads the project's small state row in it
+(:meth:`ProjectCatalog.state`): id, name, ``version``, ``data_version`` and ``latest_run_id``. The
+labels and settings are parsed again only when ``version`` moved, which every change bumps in the
+same transaction as the change — so a process sharing the database with others never acts on a
+stale label set, and a click costs one indexed read for its project.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.errors import LabelbotError, ProjectExists, ProjectNotFound
+from core.models import ContextBinding, Project, utcnow
+from core.strategies import STRATEGIES
+from core.types import LabelDef, ProjectInfo
+
+#: A project named by the user (its name) or by a compact value (its id, as on chat buttons).
+ProjectKey = str | int
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """A project as one transaction sees it: its info and the versions caches are checked against."""
+
+    info: ProjectInfo
+    data_version: int
+    latest_run_id: int | None
+
+
+def check_answers_per_record(k: int) -> int:
+    if not 1 <= int(k) <= 50:
+        raise LabelbotError("answers_per_record must be between 1 and 50.")
+    return int(k)
+
+
+def check_strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise LabelbotError(f"Unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}.")
+    return name
+
+
+def check_labels(labels: Sequence[str | LabelDef]) -> list[LabelDef]:
+    defs = [label if isinstance(label, LabelDef) else LabelDef(str(label).strip()) for label in labels]
+    names = [d.name for d in defs]
+    if len(defs) < 2:
+        raise LabelbotError("A project needs at least two labels.")
+    if any(not n for n in names):
+        raise LabelbotError("Label names must not be empty.")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise LabelbotError(f"Duplicate labels: {', '.join(duplicates)}.")
+    return defs
+
+
+_STATE_COLUMNS = (Project.id, Project.name, Project.version, Project.data_version, Project.latest_run_id)
+
+
+class ProjectCatalog:
+    """Reads and writes the ``project`` and ``contextbinding`` tables; keeps parsed infos by version."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._infos: dict[int, tuple[int, ProjectInfo]] = {}  # id -> (version, info)
+
+    def state(self, conn: Connection, key: ProjectKey) -> ProjectState:
+        """The project's state row (one indexed read); ProjectNotFound when there is none."""
+        where = Project.id == key if isinstance(key, int) else Project.name == key
+        row = conn.execute(select(*_STATE_COLUMNS).where(where)).first()
+        if row is None:
+            raise ProjectNotFound(f"#{key}" if isinstance(key, int) else key)
+        pid, _, version, data_version, latest_run_id = row
+        with self._lock:
+            cached = self._infos.get(pid)
+        if cached is None or cached[0] != version:
+            full = conn.execute(
+                select(Project.name, Project.labels, Project.settings, Project.created_at).where(
+                    Project.id == pid
+                )
+            ).one()
+            cached = (version, _info(pid, *full))
+            with self._lock:
+                self._infos[pid] = cached
+        return ProjectState(cached[1], int(data_version), latest_run_id)
+
+    def info(self, conn: Connection, key: ProjectKey) -> ProjectInfo:
+        return self.state(conn, key).info
+
+    def list(self, conn: Connection) -> list[ProjectInfo]:
+        rows = conn.execute(
+            select(Project.id, Project.name, Project.labels, Project.settings, Project.created_at).order_by(
+                Project.name
+            )
+        ).all()
+        return [_info(*row) for row in rows]
+
+    def create(self, conn: Connection, name: str, labels: list[LabelDef], settings: dict[str, Any]) -> int:
+        if conn.execute(select(Project.id).where(Project.name == name)).first():
+            raise ProjectExists(name)
+        return int(
+            conn.execute(
+                insert(Project)
+                .values(
+                    name=name,
+                    labels=[{"name": d.name, "description": d.description} for d in labels],
+                    settings=settings,
+                    data_version=0,
+                    version=0,
+                    created_at=utcnow(),
+                )
+                .returning(Project.id)
+            ).scalar_one()
+        )
+
+    def update_settings(self, conn: Connection, info: ProjectInfo, changes: dict[str, Any]) -> None:
+        settings = dict(
+            conn.execute(select(Project.settings).where(Project.id == info.id)).scalar_one() or {}
+        )
+        settings.update(changes)
+        conn.execute(
+            update(Project)
+            .where(Project.id == info.id)
+            .values(settings=settings, version=Project.version + 1)
+        )
+
+    def delete(self, conn: Connection, project_id: int) -> None:
+        conn.execute(delete(Project).where(Project.id == project_id))
+        with self._lock:
+            self._infos.pop(project_id, None)
+
+    @staticmethod
+    def bump_data_version(conn: Connection, project_id: int) -> None:
+        conn.execute(
+            update(Project).where(Project.id == project_id).values(data_version=Project.data_version + 1)
+        )
+
+    @staticmethod
+    def set_latest_run(conn: Connection, project_id: int, run_id: int) -> None:
+        conn.execute(update(Project).where(Project.id == project_id).values(latest_run_id=run_id))
+
+    @staticmethod
+    def bind(conn: Connection, context: str, project_id: int) -> None:
+        """Upsert ``context → project`` (SQLite and PostgreSQL spell it the same way)."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(ContextBinding).values(context=context, project_id=project_id)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["context"], set_={"project_id": project_id}))
+
+    @staticmethod
+    def default_name(conn: Connection, context: str | None) -> str | None:
+        """The project bound to ``context``, else the only project, else None."""
+        if context is not None:
+            bound = conn.execute(
+                select(Project.name)
+                .join(ContextBinding, ContextBinding.project_id == Project.id)
+                .where(ContextBinding.context == context)
+            ).scalar()
+            if bound:
+                return str(bound)
+        names = conn.execute(select(Project.name).limit(2)).scalars().all()
+        return names[0] if len(names) == 1 else None
+
+
+def _info(pid: int, name: str, labels: list[dict], settings: dict, created_at: Any) -> ProjectInfo:
+    settings = settings or {}
+    return ProjectInfo(
+        id=int(pid),
+        name=name,
+        labels=tuple(LabelDef(d["name"], d.get("description", "")) for d in labels),
+        answers_per_record=int(settings.get("answers_per_record", 1)),
+        strategy=str(settings.get("strategy", "margin-kmeans")),
+        created_at=created_at,
+        extra_answer_on_disagreement=bool(settings.get("extra_answer_on_disagreement", False)),
+    )

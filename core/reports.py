@@ -1,0 +1,245 @@
+"""Reports: project status (progress, per-label counts, annotators, agreement), export rows, the review
+queue. Pure functions over what the facade read in one snapshot; nothing here touches the database.
+
+Counts, agreement and the labels shown cover complete records only: a partial aggregate would reveal
+others' answers to someone still due to answer the record.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from core import aggregate as agg
+from core import review as rv
+from core.learner import EmbeddingClassifier, out_of_fold_proba, singleton_rows
+from core.training import aggregate_answers
+from core.types import AnnotatorStats, ModelRunInfo, PairAgreement, ProjectInfo, ProjectStatus, ReviewItem
+
+EXPORT_COLUMNS = ("id", "text", "label", "n_annotations", "agreement", "predicted_label", "probability")
+
+Guess = Callable[[int], "tuple[str, float] | None"]
+
+
+def status(
+    info: ProjectInfo,
+    *,
+    total: int,
+    remaining: int,
+    complete: set[int],
+    answers: Sequence[tuple],
+    latest_run: ModelRunInfo | None,
+    min_kappa_overlap: int,
+) -> ProjectStatus:
+    """``answers``: (record, annotator, label, source, shown_at, created_at) rows."""
+    finals = {rid: f for rid, f in aggregate_answers(info, list(answers)).items() if rid in complete}
+    label_counts = {name: 0 for name in info.label_names}
+    for final in finals.values():
+        if final.label is not None:
+            label_counts[final.label] = label_counts.get(final.label, 0) + 1
+    triples = [(rid, who, label) for rid, who, label, source, *_ in answers if source != "review"]
+    per_user: dict[str, list[Any]] = defaultdict(list)
+    for rid, who, label, source, shown_at, created_at in answers:
+        per_user[who].append((rid, label, shown_at, created_at, source))
+    estimated = {}
+    if info.answers_per_record >= 3 and triples:
+        estimated = agg.dawid_skene(triples, labels=info.label_names).annotator_accuracy
+    annotators = []
+    for who, items in per_user.items():
+        seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
+        # A gold decision agrees with the aggregate by definition: leave it out of agreement.
+        scored = [
+            (rid, label)
+            for rid, label, _, _, source in items
+            if source != "review" and finals.get(rid) and finals[rid].label
+        ]
+        agreement = sum(label == finals[rid].label for rid, label in scored) / len(scored) if scored else None
+        annotators.append(
+            AnnotatorStats(
+                user=who,
+                answers=len(items),
+                median_seconds=statistics.median(seconds) if seconds else None,
+                agreement=agreement,
+                estimated_accuracy=estimated.get(who),
+            )
+        )
+    annotators.sort(key=lambda a: (-a.answers, a.user))
+    finished = [t for t in triples if t[0] in complete]
+    overall: dict[str, float] = {}
+    alpha = agg.krippendorff_alpha_nominal(finished) if finished else None
+    if alpha is not None:
+        overall["krippendorff_alpha"] = float(alpha)
+    return ProjectStatus(
+        project=info.name,
+        total=total,
+        labeled=sum(1 for f in finals.values() if f.label is not None),
+        annotations=len(answers),
+        label_counts=label_counts,
+        annotators=tuple(annotators),
+        latest_run=latest_run,
+        remaining=remaining,
+        agreement=overall,
+        pairs=pair_agreement(finished, min_kappa_overlap),
+    )
+
+
+def pair_agreement(triples: Sequence[tuple[int, str, str]], min_overlap: int) -> tuple[PairAgreement, ...]:
+    """Cohen's kappa per annotator pair with enough overlap, the largest overlaps first."""
+    if not triples:
+        return ()
+    pairs = agg.cohen_kappa_pairs(triples, min_overlap=min_overlap)
+    ordered = sorted(pairs.items(), key=lambda kv: (-kv[1][1], str(kv[0][0]), str(kv[0][1])))
+    return tuple(PairAgreement(str(a), str(b), float(kappa), n) for (a, b), (kappa, n) in ordered)
+
+
+def export_rows(
+    info: ProjectInfo, records: Sequence[tuple], answers: list[tuple], guess: Guess
+) -> list[dict[str, Any]]:
+    """One row per record; ``records``: (id, external id, text, n answers, complete).
+
+    Only complete records carry a label: the export is uploaded to a channel, where a partial
+    aggregate would show labelers the answers of others they have yet to match.
+    """
+    finals = aggregate_answers(info, answers)
+    rows = []
+    for rid, eid, text, n_answers, complete in records:
+        final = finals.get(rid) if complete else None
+        g = guess(rid)
+        rows.append(
+            {
+                "id": eid,
+                "text": text,
+                "label": final.label if final else None,
+                "n_annotations": n_answers,
+                "agreement": round(final.agreement, 4) if final else None,
+                "predicted_label": g[0] if g else None,
+                "probability": round(g[1], 4) if g else None,
+            }
+        )
+    return rows
+
+
+def review_candidates(
+    info: ProjectInfo,
+    answers: list[tuple],
+    complete: set[int],
+    guess: Guess,
+    pool_ids: np.ndarray,
+    vectors: np.ndarray,
+    limit: int,
+) -> list[tuple[int, str, str, str | None, tuple[tuple[str, str], ...], str | None, float | None]]:
+    """Complete records an admin should decide, most urgent first; never one with a gold label.
+
+    In this order: ties (the classifier cannot train on them), records whose chosen label has no
+    majority of the answers (``core.review.LOW_AGREEMENT``), likely mislabels found by confident
+    learning on out-of-fold probabilities (``core.review.find_label_issues``), and records whose
+    aggregate the latest model contradicts with probability >= ``core.review.MODEL_CONFIDENCE``.
+    Returns (record id, kind, reason, label, answers, suggested label, its probability).
+    """
+    gold = {row[0] for row in answers if row[3] == "review"}
+    finals = aggregate_answers(info, answers)
+    crowd: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for rid, who, label, source, *_ in answers:
+        if source != "review":
+            crowd[rid].append((who, label))
+    found: dict[int, tuple[tuple[float, ...], str, str, str | None, float | None]] = {}
+    for rid in sorted(complete - gold):
+        final = finals.get(rid)
+        votes = [label for _, label in crowd.get(rid, [])]
+        if final is None or len(votes) < 2:
+            continue
+        split = ", ".join(f"{label} {n}" for label, n in Counter(votes).most_common())
+        if final.label is None:
+            found[rid] = ((0, rid), "tie", f"The answers are split ({split}).", *(guess(rid) or (None, None)))
+        elif final.agreement <= rv.LOW_AGREEMENT:
+            reason = (
+                f"No majority: {final.label} got {final.agreement:.0%} of {len(votes)} answers ({split})."
+            )
+            found[rid] = (
+                (1, final.agreement, final.confidence, rid),
+                "low_agreement",
+                reason,
+                *(guess(rid) or (None, None)),
+            )
+    for rid, suggested, proba in label_issues(finals, complete, pool_ids, vectors):
+        if rid in found or rid in gold:
+            continue
+        reason = (
+            f"Likely mislabel: labeled {finals[rid].label}, but a model trained without this record "
+            f"says {suggested} ({proba:.0%})."
+        )
+        found[rid] = ((2, -proba, rid), "label_issue", reason, suggested, proba)
+    for rid in sorted(complete - gold - set(found)):
+        final, g = finals.get(rid), guess(rid)
+        if final is None or final.label is None or g is None:
+            continue
+        if g[0] != final.label and g[1] >= rv.MODEL_CONFIDENCE:
+            reason = f"The model is {g[1]:.0%} sure this is {g[0]}; the answers say {final.label}."
+            found[rid] = ((3, -g[1], rid), "model_disagrees", reason, g[0], g[1])
+    chosen = sorted(found.items(), key=lambda kv: kv[1][0])[:limit]
+    return [
+        (rid, kind, reason, finals[rid].label, tuple(crowd.get(rid, [])), suggested, proba)
+        for rid, (_, kind, reason, suggested, proba) in chosen
+    ]
+
+
+def review_items(
+    candidates: list[tuple], texts: dict[int, tuple[str, str, bool]], project: str
+) -> list[ReviewItem]:
+    return [
+        ReviewItem(
+            project=project,
+            record_id=rid,
+            external_id=texts[rid][0],
+            text=texts[rid][1],
+            kind=kind,
+            reason=reason,
+            label=label,
+            answers=answers,
+            suggested_label=suggested,
+            confidence=proba,
+        )
+        for rid, kind, reason, label, answers, suggested, proba in candidates
+    ]
+
+
+def label_issues(
+    finals: dict[int, agg.AggregateLabel], complete: set[int], pool_ids: np.ndarray, vectors: np.ndarray
+) -> list[tuple[int, str, float]]:
+    """(record id, the class the out-of-fold model prefers, its probability) per likely mislabel."""
+    rows, ids, y = [], [], []
+    for row, rid in enumerate(pool_ids.tolist()):
+        final = finals.get(rid) if rid in complete else None
+        if final is not None and final.label is not None:
+            rows.append(row)
+            ids.append(rid)
+            y.append(final.label)
+    y_arr = np.asarray(y, dtype=object)
+    if len(y) < 10 or len(set(y)) < 2:
+        return []
+    try:
+        proba = out_of_fold_proba(
+            vectors[np.asarray(rows, dtype=np.int64)],
+            y_arr,
+            estimator_factory=lambda: EmbeddingClassifier(random_state=0),
+        )
+    except ValueError:  # no label has two examples yet
+        return []
+    classes = np.unique(y_arr)
+    given = np.searchsorted(classes, y_arr)
+    singles = singleton_rows(y_arr)  # never held out: their probabilities are in-sample
+    return [
+        (ids[i], str(classes[proba[i].argmax()]), float(proba[i].max()))
+        for i in rv.find_label_issues(given, proba)
+        if not singles[i]
+    ]
+
+
+def final_labels(info: ProjectInfo, answers: list[tuple], complete: dict[int, str]) -> dict[str, str]:
+    """External id → aggregate label for complete records; ``complete``: record id → external id."""
+    finals = aggregate_answers(info, answers)
+    return {complete[rid]: f.label for rid, f in finals.items() if f.label is not None and rid in complete}

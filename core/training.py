@@ -1,0 +1,364 @@
+"""Training: the embeddings pool in memory, the latest model's guesses, and a retrain — fit on the
+aggregate labels, rank the pool with the project's strategy, and swap the ranked queue atomically.
+
+A retrain has a critical path (labels → fit → predict → rank → one transaction writing the run and the
+new queue) and a tail that does not change the queue (cross-validated metrics and prediction
+stability, written onto the run afterwards): labelers get the new ranking as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from core import aggregate as agg
+from core import stopping
+from core.index import VectorIndex
+from core.learner import EmbeddingClassifier, cross_validated_metrics
+from core.models import Embedding, ModelRun, ModelRunReport, QueueItem, utcnow
+from core.projects import ProjectCatalog, ProjectState
+from core.store import reading, writing
+from core.strategies import get_strategy
+from core.types import ModelRunInfo, ProjectInfo
+
+#: Cached guesses: (run id, data version, rows of (best class index, probability), class names).
+Guesses = tuple[int, int, np.ndarray, tuple[str, ...]]
+
+
+@dataclass
+class Pool:
+    """Embeddings of one project, in memory: rows ordered by record id."""
+
+    data_version: int
+    model: str
+    index: VectorIndex
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.index.ids
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.index.vectors
+
+
+def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.AggregateLabel]:
+    """The final label per record from (record, annotator, label, source, ...) rows; gold wins."""
+    gold = {row[0]: row[2] for row in answers if row[3] == "review"}
+    triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
+    return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)
+
+
+class Models:
+    """Per-process caches of pools and guesses, each checked against the versions in the project row."""
+
+    def __init__(self, engine: Engine, embedding_model: Callable[[], str]) -> None:
+        self.engine = engine
+        self._model_name = embedding_model
+        self._lock = threading.Lock()
+        self._pools: dict[int, Pool] = {}
+        self._guesses: dict[int, Guesses] = {}
+
+    def pool(self, state: ProjectState) -> Pool:
+        """The project's embeddings, reloaded only when an import changed them."""
+        pid, model = state.info.id, self._model_name()
+        with self._lock:
+            cached = self._pools.get(pid)
+        if cached is not None and cached.data_version == state.data_version and cached.model == model:
+            return cached
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                select(Embedding.record_id, Embedding.vector)
+                .where(Embedding.project_id == pid, Embedding.model == model)
+                .order_by(Embedding.record_id)
+            ).all()
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        else:
+            ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
+        pool = Pool(state.data_version, model, VectorIndex(ids, vectors))
+        with self._lock:
+            self._pools[pid] = pool
+        return pool
+
+    def guess(self, state: ProjectState) -> Callable[[int], tuple[str, float] | None]:
+        """record id -> the latest model's (label, probability); predicts the pool once per new run."""
+        pool = self.pool(state)
+        table = self._guess_table(state, pool)
+        if table is None:
+            return lambda _rid: None
+        _, _, rows, classes = table
+
+        def lookup(record_id: int) -> tuple[str, float] | None:
+            row = pool.index.row_of(record_id)
+            return None if row is None else (classes[int(rows[row, 0])], float(rows[row, 1]))
+
+        return lookup
+
+    def _guess_table(self, state: ProjectState, pool: Pool) -> Guesses | None:
+        run_id = state.latest_run_id
+        if run_id is None or len(pool.ids) == 0:
+            return None
+        with self._lock:
+            cached = self._guesses.get(state.info.id)
+        if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+            return cached
+        with reading(self.engine) as conn:
+            blob = conn.execute(select(ModelRun.model_blob).where(ModelRun.id == run_id)).scalar()
+        if blob is None:
+            return None
+        classifier = pickle.loads(blob)  # written by this service only, never by users
+        if getattr(classifier, "n_features_in_", pool.vectors.shape[1]) != pool.vectors.shape[1]:
+            return None  # trained on another embedding model
+        table = guess_table(run_id, pool, classifier.predict_proba(pool.vectors), classifier.classes_)
+        self.remember_guesses(state.info.id, table)
+        return table
+
+    def remember_guesses(self, project_id: int, table: Guesses | None) -> None:
+        if table is not None:
+            with self._lock:
+                self._guesses[project_id] = table
+
+    def guesses_of(self, project_id: int) -> Guesses | None:
+        with self._lock:
+            return self._guesses.get(project_id)
+
+    def forget(self, project_id: int) -> None:
+        with self._lock:
+            self._pools.pop(project_id, None)
+            self._guesses.pop(project_id, None)
+
+
+def guess_table(run_id: int, pool: Pool, proba: np.ndarray, classes: object) -> Guesses:
+    best = proba.argmax(axis=1)
+    rows = np.stack([best, proba[np.arange(len(best)), best]], axis=1)
+    return (run_id, pool.data_version, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+
+
+def training_rows(
+    pool: Pool, finals: dict[int, agg.AggregateLabel], complete: set[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool rows and labels a retrain trains on, and the rows still needing answers.
+
+    Only complete records train: a partial aggregate would leak into the guess shown to the next
+    labeler of that very record (others' answers stay hidden until complete).
+    """
+    rows, y, candidates = [], [], []
+    for row, rid in enumerate(pool.ids.tolist()):
+        if rid not in complete:
+            candidates.append(row)
+            continue
+        final = finals.get(rid)
+        if final is not None and final.label is not None:
+            rows.append(row)
+            y.append(final.label)
+    return (
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(y, dtype=object),
+        np.asarray(candidates, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a retrain produced: the run (None below two classes), its guesses and the metrics tail."""
+
+    run: ModelRunInfo | None
+    guesses: Guesses | None
+    fingerprint: str
+
+
+def retrain(
+    engine: Engine,
+    catalog: ProjectCatalog,
+    models: Models,
+    state: ProjectState,
+    *,
+    queue_size: int,
+    batch_size: int,
+    embedding_model: str,
+    labels: tuple[list[tuple], set[int], str],
+) -> Trained:
+    """Fit, rank, swap the queue; then compute the metrics that do not change the queue.
+
+    ``labels``: the answers, the complete record ids and their fingerprint, read in one snapshot.
+    """
+    started = time.perf_counter()
+    info = state.info
+    answers, complete, fingerprint = labels
+    pool = models.pool(state)
+    labeled_rows, y, candidates = training_rows(pool, aggregate_answers(info, answers), complete)
+    classifier = proba = None
+    classes: tuple[str, ...] = ()
+    if len(set(y)) >= 2:
+        classifier = EmbeddingClassifier(random_state=0).fit(pool.vectors[labeled_rows], y)
+        proba = classifier.predict_proba(pool.vectors)
+        classes = tuple(str(c) for c in classifier.classes_)
+    picks = get_strategy(info.strategy).query(
+        proba=proba,
+        embeddings=pool.vectors,
+        candidates=candidates,
+        classes=classes,
+        n=min(queue_size, len(candidates)),
+        rng=np.random.default_rng(len(y)),
+        labeled=labeled_rows,
+        batch_size=batch_size,  # labelers answer this many before the next retrain rebuilds the queue
+    )
+    best = proba.argmax(axis=1) if proba is not None else None
+    queue_rows = [
+        {
+            "project_id": info.id,
+            "position": position,
+            "record_id": int(pool.ids[pick.index]),
+            "predicted_label": classes[int(best[pick.index])] if best is not None else None,
+            "confidence": float(proba[pick.index, best[pick.index]]) if proba is not None else None,
+            "reason": pick.reason,
+        }
+        for position, pick in enumerate(picks)
+    ]
+    label_counts = {name: 0 for name in info.label_names}
+    for label in y:
+        label_counts[label] = label_counts.get(label, 0) + 1
+    run = None
+    with writing(engine) as conn:
+        if classifier is not None:
+            run_id = conn.execute(
+                insert(ModelRun)
+                .values(
+                    project_id=info.id,
+                    n_labels=len(y),
+                    strategy=info.strategy,
+                    metrics={},
+                    label_counts=label_counts,
+                    duration_seconds=time.perf_counter() - started,
+                    embedding_model=embedding_model,
+                    model_blob=pickle.dumps(classifier),
+                    created_at=utcnow(),
+                )
+                .returning(ModelRun.id)
+            ).scalar_one()
+            conn.execute(
+                insert(ModelRunReport).values(
+                    run_id=run_id, project_id=info.id, fingerprint=fingerprint, per_class_f1={}, support={}
+                )
+            )
+            catalog.set_latest_run(conn, info.id, run_id)
+            run = _run_info(conn, run_id, info.name)
+        # The new queue replaces the old one in this same transaction: readers see one or the other.
+        conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id))
+        if queue_rows:
+            conn.execute(insert(QueueItem), queue_rows)
+    guesses = guess_table(run.id, pool, proba, classes) if run is not None and proba is not None else None
+    models.remember_guesses(info.id, guesses)
+    if run is None or classifier is None or proba is None:
+        return Trained(run, guesses, fingerprint)
+    # The tail: metrics that describe the run but never change the queue.
+    X = pool.vectors[labeled_rows]
+    metrics = cross_validated_metrics(X, y, estimator_factory=lambda: EmbeddingClassifier(random_state=0))
+    metrics.update(stability_metrics(engine, info, pool, labeled_rows, proba, classes, embedding_model))
+    with writing(engine) as conn:
+        conn.execute(update(ModelRun).where(ModelRun.id == run.id).values(metrics=metrics))
+        run = _run_info(conn, run.id, info.name)
+    return Trained(run, guesses, fingerprint)
+
+
+def stability_metrics(
+    engine: Engine,
+    info: ProjectInfo,
+    pool: Pool,
+    labeled_rows: np.ndarray,
+    proba: np.ndarray,
+    classes: tuple[str, ...],
+    embedding_model: str,
+) -> dict[str, float]:
+    """``{"stability_kappa": κ}`` between an earlier model and this one on a fixed unlabeled sample.
+
+    The earlier model is the latest trained on ``stopping.stability_gap`` fewer labels or less (see
+    there why not simply the previous one), read back from its stored blob. Empty until such a model
+    exists, or after the embedding model changed.
+    """
+    unlabeled = np.setdiff1d(np.arange(len(pool.ids), dtype=np.int64), labeled_rows)
+    if len(unlabeled) == 0:
+        return {}
+    n_labels = len(labeled_rows)
+    with reading(engine) as conn:
+        previous = conn.execute(
+            select(ModelRun.model_blob, ModelRun.embedding_model)
+            .where(
+                ModelRun.project_id == info.id,
+                ModelRun.n_labels <= n_labels - stopping.stability_gap(n_labels),
+            )
+            .order_by(ModelRun.id.desc())
+            .limit(1)
+        ).first()
+    if previous is None or previous[0] is None or previous[1] != embedding_model:
+        return {}
+    model = pickle.loads(previous[0])  # written by this service only, never by users
+    if getattr(model, "n_features_in_", None) != pool.vectors.shape[1]:
+        return {}
+    sample = unlabeled[stopping.stable_sample(pool.ids[unlabeled], seed=info.id)]
+    before = [str(label) for label in model.predict(pool.vectors[sample])]
+    after = [classes[i] for i in proba[sample].argmax(axis=1)]
+    return {"stability_kappa": stopping.prediction_kappa(before, after)}
+
+
+_RUN_COLUMNS = (
+    ModelRun.id,
+    ModelRun.created_at,
+    ModelRun.n_labels,
+    ModelRun.strategy,
+    ModelRun.metrics,
+    ModelRun.label_counts,
+    ModelRun.duration_seconds,
+)
+
+
+def run_history(conn: Connection, info: ProjectInfo, *, latest_only: bool = False) -> list[ModelRunInfo]:
+    """Recorded retrains, oldest first (or just the latest), without loading the stored classifiers."""
+    query = select(*_RUN_COLUMNS).where(ModelRun.project_id == info.id)
+    query = query.order_by(ModelRun.id.desc()).limit(1) if latest_only else query.order_by(ModelRun.id)
+    return [_to_info(row, info.name) for row in conn.execute(query).all()]
+
+
+def latest_classifier(conn: Connection, project_id: int) -> EmbeddingClassifier | None:
+    blob = conn.execute(
+        select(ModelRun.model_blob)
+        .where(ModelRun.project_id == project_id)
+        .order_by(ModelRun.id.desc())
+        .limit(1)
+    ).scalar()
+    return pickle.loads(blob) if blob is not None else None  # written by this service only
+
+
+def last_trained_fingerprint(conn: Connection, project_id: int) -> str | None:
+    return conn.execute(
+        select(ModelRunReport.fingerprint)
+        .where(ModelRunReport.project_id == project_id)
+        .order_by(ModelRunReport.run_id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def _run_info(conn: Connection, run_id: int, project: str) -> ModelRunInfo:
+    return _to_info(conn.execute(select(*_RUN_COLUMNS).where(ModelRun.id == run_id)).one(), project)
+
+
+def _to_info(row: tuple, project: str) -> ModelRunInfo:
+    rid, created, n, strategy, metrics, counts, seconds = row
+    return ModelRunInfo(
+        id=rid,
+        project=project,
+        created_at=created,
+        n_labels=n,
+        strategy=strategy,
+        metrics=dict(metrics),
+        label_counts=dict(counts),
+        duration_seconds=seconds,
+    )
