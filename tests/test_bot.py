@@ -283,36 +283,51 @@ def test_label_search_lists_nearest_records_with_bulk_label(h: SlackHarness) -> 
     h.standin.wait_for("views.open")
     view = h.standin.modal_stack(ALICE)[-1]
     assert view["callback_id"] == ids.CALLBACK_SEARCH_MODAL
-    shown = texts_of(view["blocks"])
-    assert "free prize" in shown  # the nearest record shares these words
     listed = [
         ids.parse_record_option(o["value"])
         for b in view["blocks"]
         if (b.get("element") or {}).get("type") == "checkboxes"
         for o in b["element"]["options"]
     ]
+    # The nearest record is the only one with both words, listed and shown first.
+    nearest = h.service.find_record("demo", "0")
+    assert nearest.text == TEXTS[0] and listed[0] == nearest.record_id
+    assert f"*1.* {TEXTS[0]}" in texts_of(view["blocks"])
     _submit_modal(h, ALICE, view, listed[:1], "spam")
     h.standin.wait_until(lambda: len(annotations(h)) == 1)
-    record = h.service.get_record("demo", listed[0])
-    assert "free" in record.text or "prize" in record.text
+    assert annotations(h) == [(nearest.record_id, ALICE, "spam", "slack")]
 
 
 # ---------------------------------------------------------------- status, leaderboard, admin
 
 
+def _response_with(h: SlackHarness, header: str) -> dict:
+    """The response_url answer whose text contains ``header``, once it arrived."""
+    h.standin.wait_until(lambda: any(header in texts_of(r["payload"]) for r in h.standin.responses))
+    return next(r for r in h.standin.responses if header in texts_of(r["payload"]))
+
+
 def test_status_and_leaderboard_content(h: SlackHarness) -> None:
-    for user, label in ((ALICE, "spam"), (ALICE, "ham"), (BOB, "spam")):
+    answers = ((ALICE, "spam"), (ALICE, "ham"), (BOB, "spam"))
+    for user, label in answers:
         record = h.service.next_records("demo", user, 1)[0]
         h.service.record_answer("demo", record.record_id, user, label)
+    n, total = len(answers), len(TEXTS)  # one answer completes a record here (k = 1)
     h.command("status")
-    h.standin.wait_for("response_url")
-    status = texts_of(h.standin.responses[-1]["payload"])
-    assert "3" in status and "8" in status and "spam" in status and "ham" in status
+    # /label status answers twice (the status, then the trend and chart): pick the status itself.
+    response = _response_with(h, "Status: demo")
+    status = texts_of(response["payload"])
+    assert f"*Progress:* {n} of {total} records labeled ({n / total:.1%})" in status
+    assert f"{total - n} still need answers · {n} answers in all" in status
+    assert "• spam — 2" in status and "• ham — 1" in status
+    assert f"1. <@{ALICE}> — 2 answers" in status and f"2. <@{BOB}> — 1 answer" in status
+    assert response["action"] == "ephemeral"
     h.command("leaderboard", user=BOB)
-    h.standin.wait_for("response_url", count=2)
-    board = texts_of(h.standin.responses[-1]["payload"])
-    assert board.index(f"<@{ALICE}>") < board.index(f"<@{BOB}>")
-    assert h.standin.responses[-1]["action"] == "ephemeral"
+    response = _response_with(h, "Leaderboard: demo")
+    board = texts_of(response["payload"])
+    first, second = f"1. <@{ALICE}> — 2 answers", f"2. <@{BOB}> — 1 answer"
+    assert first in board and second in board and board.index(first) < board.index(second)
+    assert response["action"] == "ephemeral"
 
 
 def test_unknown_subcommand_gets_help(h: SlackHarness) -> None:
@@ -321,13 +336,29 @@ def test_unknown_subcommand_gets_help(h: SlackHarness) -> None:
     assert "/label next" in texts_of(h.standin.responses[-1]["payload"])
 
 
-@pytest.mark.parametrize("sub", ["retrain", "export", "project demo"])
+@pytest.mark.parametrize("sub", ["retrain", "export", "project other"])
 def test_admin_commands_refuse_non_admins(h: SlackHarness, sub: str) -> None:
+    # Enough for each command to have an effect: answers of both labels to retrain on, a second
+    # project to rebind the channel to.
+    for record, label in zip(h.service.next_records("demo", ALICE, 2), ["spam", "ham"], strict=True):
+        h.service.record_answer("demo", record.record_id, ALICE, label)
+    h.service.create_project("other", ["a", "b"])
+    h.service.bind_context(CHANNEL, "demo")
     h.command(sub, user=BOB)
     h.standin.wait_for("response_url")
     assert "for labelbot admins" in texts_of(h.standin.responses[-1]["payload"])
-    assert h.standin.calls_to("files.completeUploadExternal") == []
-    assert h.service.model_runs("demo") == []
+
+    def acted() -> bool:  # what each command would do after (or instead of) the refusal
+        return (
+            len(h.standin.responses) > 1  # "Retraining…", "This channel now labels…"
+            or bool(h.standin.calls_to("files.getUploadURLExternal"))  # the export's upload
+            or h.service.default_project(CHANNEL) != "demo"
+        )
+
+    with pytest.raises(TimeoutError):  # the listener runs after the ack: give it time to misbehave
+        h.standin.wait_until(acted, timeout=0.5)
+    h.service.wait_for_retrains(timeout=30)
+    assert h.service.run_history("demo") == []
 
 
 def test_admin_export_uploads_a_csv(h: SlackHarness) -> None:
@@ -365,8 +396,10 @@ def test_admin_retrain_runs_in_the_background(h: SlackHarness) -> None:
         h.service.record_answer("demo", record.record_id, ALICE, label)
     h.command("retrain", user=ADMIN)
     h.standin.wait_for("response_url")
+    assert "Retraining demo in the background" in texts_of(h.standin.responses[-1]["payload"])
     h.service.wait_for_retrains(timeout=30)
-    assert len(h.service.model_runs("demo")) == 1
+    [run] = h.service.run_history("demo")
+    assert run.n_labels == 4
 
 
 def test_app_home_shows_progress_and_start_button(h: SlackHarness) -> None:

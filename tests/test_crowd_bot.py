@@ -28,8 +28,10 @@ def rid(h: SlackHarness, index: int) -> int:
 
 
 def reply(h: SlackHarness, count: int) -> str:
+    """The ``count``-th response_url answer (1-based): ``/label status`` sends a second one (the trend),
+    so the latest may already be a later one."""
     h.standin.wait_for("response_url", count=count)
-    return texts_of(h.standin.responses[-1]["payload"])
+    return texts_of(h.standin.responses[count - 1]["payload"])
 
 
 def review_cards(h: SlackHarness, user: str) -> list[dict]:
@@ -68,7 +70,7 @@ def test_bob_sees_alices_label_only_once_the_record_is_complete(h: SlackHarness)
     card = blocks.label_card(h.service.get_project("demo"), record, nonce="n1")
     assert "spam" not in texts_of([b for b in card["blocks"] if b["type"] != "actions"]).replace(TEXTS[1], "")
     h.command("status", user=BOB)
-    assert "0 of 24" in reply(h, 1)
+    assert "*Progress:* 0 of 24 records labeled" in reply(h, 1)  # alice's answer alone completes nothing
     h.service.record_answer("demo", target, BOB, "spam")
     h.command("search free prize claim today", user=BOB)
     h.standin.wait_for("views.open", count=2)
