@@ -1,11 +1,13 @@
-"""Time one retrain (fit + CV metrics + rescore + select + queue write) on a 100k-record project.
+"""Time one retrain (fit + rescore + select + queue swap, then CV metrics) on a 100k-record project.
 
 Builds a real project through ``LabelingService`` on a SQLite file (``import_rows`` with a fake
 embedder that returns precomputed vectors), then times the service's own ``retrain``: the same code
 path the bot runs, with the default settings (queue of 500, retrain every 10 answers). The
-per-phase breakdown comes from wrapping what ``core.service`` calls (``EmbeddingClassifier``,
-``cross_validated_metrics``, ``get_strategy``, ``write_session`` and the service's ``_pool``,
-``_aggregate`` and ``_stability_metrics``), so nothing in the service is changed or re-implemented.
+per-phase breakdown comes from wrapping what ``core.training`` calls (``EmbeddingClassifier``,
+``cross_validated_metrics``, ``get_strategy``, ``writing``, ``stability_metrics``,
+``aggregate_answers`` and the pool cache), so nothing in the service is changed or re-implemented.
+The critical path — until the new queue is committed — is what labelers wait for; the metrics
+computed after it describe the run and never change the queue.
 
     .venv/bin/python bench/speed.py                    # 100k x 384, 2,000 labels, 77 classes, ~30 s
     .venv/bin/python bench/speed.py --retrain-every 0  # one 500-pick batch: the slowest selection
@@ -38,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import core.service as service_module
+import core.training as training_module
 from core import io
 from core.config import Settings
 from core.learner import EmbeddingClassifier
@@ -46,7 +48,7 @@ from core.service import LabelingService
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-TARGET_SECONDS = 3.0
+CRITICAL_TARGET_SECONDS = 1.0  # retrain + rank + queue swap, warm (the metrics after it are not bound)
 PROJECT = "speed"
 
 
@@ -125,6 +127,8 @@ def build_project(
 class _Timer:
     """Accumulates seconds per phase; ``cv`` marks fits and predictions made inside cross-validation."""
 
+    started = 0.0
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.depth = 0  # > 0 inside a phase that owns the classifier calls it makes
@@ -170,47 +174,57 @@ class _TimedStrategy:
 
 @contextlib.contextmanager
 def instrumented(svc: LabelingService) -> Iterator[None]:
-    """Wrap what ``core.service`` calls during a retrain; restore everything afterwards."""
-    wrapped = ("EmbeddingClassifier", "cross_validated_metrics", "get_strategy", "write_session")
-    originals = {name: getattr(service_module, name) for name in wrapped}
+    """Wrap what ``core.training`` calls during a retrain; restore everything afterwards.
+
+    The critical path ends when the first write transaction (the run and the new queue) commits:
+    ``TIMER.seconds["critical_path"]``; CV metrics and the stability check run after it.
+    """
+    wrapped = ("EmbeddingClassifier", "cross_validated_metrics", "get_strategy", "writing",
+               "stability_metrics", "aggregate_answers")
+    originals = {name: getattr(training_module, name) for name in wrapped}
 
     def cv(*args: Any, **kwargs: Any) -> Any:
         with TIMER.phase("cv_metrics", owns_classifier=True):
             return originals["cross_validated_metrics"](*args, **kwargs)
 
+    def stability(*args: Any, **kwargs: Any) -> Any:
+        with TIMER.phase("stability_metrics", owns_classifier=True):
+            return originals["stability_metrics"](*args, **kwargs)
+
+    def aggregate(*args: Any, **kwargs: Any) -> Any:
+        with TIMER.phase("aggregate_labels"):
+            return originals["aggregate_answers"](*args, **kwargs)
+
     @contextlib.contextmanager
-    def write_session(engine: Any) -> Iterator[Any]:
-        # retrain's only write: the model run row (pickled classifier) and the new queue.
-        with TIMER.phase("queue_write"), originals["write_session"](engine) as session:
-            yield session
+    def writing(engine: Any) -> Iterator[Any]:
+        # The first write is the run row and the new queue (the swap); the second the metrics.
+        phase = "metrics_write" if "critical_path" in TIMER.seconds else "queue_write"
+        with TIMER.phase(phase), originals["writing"](engine) as conn:
+            yield conn
+        if phase == "queue_write":
+            TIMER.seconds["critical_path"] = time.perf_counter() - TIMER.started
 
-    methods = {"_pool": "pool", "_aggregate": "aggregate_labels", "_stability_metrics": "stability_metrics"}
-    methods = {name: phase for name, phase in methods.items() if hasattr(svc, name)}
+    pool = svc.models.pool
 
-    def timed_method(name: str, phase: str) -> None:
-        method = getattr(svc, name)
+    def timed_pool(*args: Any, **kwargs: Any) -> Any:
+        with TIMER.phase("pool"):
+            return pool(*args, **kwargs)
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with TIMER.phase(phase, owns_classifier=True):
-                return method(*args, **kwargs)
-
-        setattr(svc, name, wrapper)
-
-    service_module.EmbeddingClassifier = _TimedClassifier  # type: ignore[misc]
-    service_module.cross_validated_metrics = cv  # type: ignore[assignment]
-    service_module.get_strategy = (  # type: ignore[assignment]
+    training_module.EmbeddingClassifier = _TimedClassifier  # type: ignore[misc]
+    training_module.cross_validated_metrics = cv  # type: ignore[assignment]
+    training_module.stability_metrics = stability  # type: ignore[assignment]
+    training_module.aggregate_answers = aggregate  # type: ignore[assignment]
+    training_module.get_strategy = (  # type: ignore[assignment]
         lambda name, **params: _TimedStrategy(originals["get_strategy"](name, **params))
     )
-    service_module.write_session = write_session  # type: ignore[assignment]
-    for name, phase in methods.items():
-        timed_method(name, phase)
+    training_module.writing = writing  # type: ignore[assignment]
+    svc.models.pool = timed_pool  # type: ignore[method-assign]
     try:
         yield
     finally:
         for name, value in originals.items():
-            setattr(service_module, name, value)
-        for name in methods:
-            delattr(svc, name)
+            setattr(training_module, name, value)
+        del svc.models.pool
 
 
 def time_retrains(db_path: Path, vectors: np.ndarray, *, repeats: int, queue_size: int, retrain_every: int
@@ -223,13 +237,13 @@ def time_retrains(db_path: Path, vectors: np.ndarray, *, repeats: int, queue_siz
         with instrumented(svc):
             for _ in range(repeats + 1):
                 TIMER.seconds.clear()
-                started = time.perf_counter()
+                started = TIMER.started = time.perf_counter()
                 run = svc.retrain(PROJECT, queue_size=queue_size)
                 total = time.perf_counter() - started
                 assert run is not None and run.metrics, "the retrain must train a model and score it"
                 figures = dict(TIMER.seconds)
                 figures["total"] = total
-                figures["other"] = total - sum(v for k, v in TIMER.seconds.items())
+                figures["other"] = total - sum(v for k, v in TIMER.seconds.items() if k != "critical_path")
                 figures["n_labels"] = run.n_labels
                 runs.append(figures)
     finally:
@@ -237,8 +251,8 @@ def time_retrains(db_path: Path, vectors: np.ndarray, *, repeats: int, queue_siz
     return runs[0], runs[1:]
 
 
-PHASES = ("pool", "aggregate_labels", "fit", "cv_metrics", "predict_proba", "stability_metrics",
-          "strategy_select", "queue_write", "other", "total")
+PHASES = ("pool", "aggregate_labels", "fit", "predict_proba", "strategy_select", "queue_write",
+          "critical_path", "cv_metrics", "stability_metrics", "metrics_write", "other", "total")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -274,16 +288,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"{'phase':<18}{'median s':>10}{'cold run s':>12}")
     for phase in PHASES:
         print(f"{phase:<18}{median[phase]:>10.3f}{cold.get(phase, 0.0):>12.3f}")
-    verdict = "under" if median["total"] < TARGET_SECONDS else "OVER"
-    print(f"\nRetrain median {median['total']:.2f} s: {verdict} the {TARGET_SECONDS:.0f} s target "
-          f"({os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.1f}).")
+    verdict = "under" if median["critical_path"] < CRITICAL_TARGET_SECONDS else "OVER"
+    print(f"\nCritical path (labels -> fit -> rank -> queue swapped) median {median['critical_path']:.2f} s: "
+          f"{verdict} the {CRITICAL_TARGET_SECONDS:.0f} s target; whole retrain with metrics "
+          f"{median['total']:.2f} s ({os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.1f}).")
 
     result = {
         "records": args.records, "dim": args.dim, "labels": args.labels, "classes": args.classes,
         "queue_size": args.queue_size, "retrain_every": args.retrain_every, "strategy": args.strategy,
         "repeats": len(warm),
         "retrain_median_s": round(median["total"], 4),
-        "target_s": TARGET_SECONDS,
+        "critical_path_median_s": round(median["critical_path"], 4),
+        "critical_path_target_s": CRITICAL_TARGET_SECONDS,
         "breakdown_median_s": {k: round(v, 4) for k, v in median.items()},
         "cold_run_s": {k: round(float(v), 4) for k, v in cold.items() if k != "n_labels"},
         "warm_runs_s": [round(run["total"], 4) for run in warm],

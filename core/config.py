@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Retrain in the background after this many new answers; 0 turns automatic retraining off
     # (after answers, imports and an emptied queue): the caller retrains (the simulator does).
     retrain_every: int = 10
+    # After a retrain of t seconds, the next one that answers ask for waits retrain_cooldown * t
+    # (bounds the training worker's share of the CPU on large pools; 0: no pause).
+    retrain_cooldown: float = 1.0
     # Crowd defaults for new projects.
     answers_per_record: int = 1
     lease_seconds: int = 600

@@ -49,9 +49,17 @@ class RetrainPolicy:
     """
 
     every: int = 10
+    #: After a retrain that took t seconds, the next one started by answers waits ``cooldown * t``
+    #: seconds: on a large pool the training worker then uses at most 1 / (1 + cooldown) of a core,
+    #: and answers given meanwhile go into the next retrain (0: no pause).
+    cooldown: float = 1.0
 
-    def due_after_answers(self, answers_since_retrain: int) -> bool:
-        return self.every > 0 and answers_since_retrain >= self.every
+    def due_after_answers(
+        self, answers_since_retrain: int, *, seconds_since_last: float | None = None, last_took: float = 0.0
+    ) -> bool:
+        if self.every <= 0 or answers_since_retrain < self.every:
+            return False
+        return seconds_since_last is None or seconds_since_last >= self.cooldown * last_took
 
     @staticmethod
     def due_after_import(new_records: int, new_answers: int) -> bool:

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,7 +89,9 @@ class LabelingService:
         self.clock = clock
         self.engine = engine or create_db_engine(self.settings.database_url)
         self.trainer = trainer
-        self.policy = RetrainPolicy(every=self.settings.retrain_every)
+        self.policy = RetrainPolicy(
+            every=self.settings.retrain_every, cooldown=self.settings.retrain_cooldown
+        )
         self._embedder = embedder
         self.projects = ProjectCatalog()
         self.models = training.Models(self.engine, lambda: self.embedder.name)
@@ -97,6 +100,7 @@ class LabelingService:
         self._answers_since_train: Counter[int] = Counter()
         self._pending_retrains: dict[int, Future[ModelRunInfo | None]] = {}
         self._trained_fingerprints: dict[int, str] = {}
+        self._last_retrain: dict[int, tuple[float, float]] = {}  # project -> (finished, seconds), monotonic
         self._advice_cache: dict[int, tuple[str, Any]] = {}
         self._executor = (
             ThreadPoolExecutor(
@@ -565,13 +569,19 @@ class LabelingService:
             return False
         with self._lock:
             self._answers_since_train[info.id] += 1
-            due = self.policy.due_after_answers(self._answers_since_train[info.id])
+            finished, took = self._last_retrain.get(info.id, (None, 0.0))
+            due = self.policy.due_after_answers(
+                self._answers_since_train[info.id],
+                seconds_since_last=None if finished is None else time.monotonic() - finished,
+                last_took=took,
+            )
             pending = self._pending_retrains.get(info.id)
         if not due or self._executor is None or (pending is not None and not pending.done()):
             return False
         return self.request_retrain(info.id)
 
     def _background_retrain(self, project_id: int, name: str) -> ModelRunInfo | None:
+        started = time.monotonic()
         try:
             if self.trainer is None:
                 run = self.retrain(project_id)
@@ -589,6 +599,10 @@ class LabelingService:
         except Exception:  # a failed retrain must not kill the worker; the old queue stays
             log.exception("Background retrain of %s failed", name)
             return None
+        finally:
+            finished = time.monotonic()
+            with self._lock:
+                self._last_retrain[project_id] = (finished, finished - started)
         for listener in list(self.retrain_listeners):
             try:
                 listener(run, name)

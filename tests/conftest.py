@@ -23,6 +23,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'labelbot.db'}",
         "embedding_model": "hashing-64",
         "retrain_every": 0,
+        "retrain_cooldown": 0,  # retrains due after N answers start at once (tests click in milliseconds)
         "queue_size": 100,
     }
     values.update(overrides)

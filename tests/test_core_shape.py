@@ -1,0 +1,229 @@
+"""The shape of the core: reads never write, a click is one transaction, caches follow other processes,
+and the rules of core.policy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from core import policy
+from core.embeddings import HashingEmbedder
+from core.io import ImportRow
+from core.service import LabelingService
+from tests.conftest import make_settings
+
+TEXTS = [f"message {i} about {'money' if i % 2 else 'weather'} number {i}" for i in range(12)]
+
+
+@contextmanager
+def recorded(service: LabelingService) -> Iterator[dict[str, list[str]]]:
+    """SQL statements and transactions this thread runs on the service's engine meanwhile."""
+    seen: dict[str, list[str]] = {"statements": [], "transactions": []}
+    me = threading.get_ident()
+
+    def on_statement(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        verb = statement.strip().split()[0].upper()
+        if threading.get_ident() == me and verb not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            seen["statements"].append(verb)
+
+    def on_begin(conn):  # type: ignore[no-untyped-def]
+        if threading.get_ident() == me:
+            seen["transactions"].append("begin")
+
+    event.listen(service.engine, "before_cursor_execute", on_statement)
+    event.listen(service.engine, "begin", on_begin)
+    try:
+        yield seen
+    finally:
+        event.remove(service.engine, "before_cursor_execute", on_statement)
+        event.remove(service.engine, "begin", on_begin)
+
+
+def writes(seen: dict[str, list[str]]) -> list[str]:
+    return [s for s in seen["statements"] if s in ("INSERT", "UPDATE", "DELETE", "REPLACE")]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LabelingService]:
+    svc = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))
+    svc.create_project("p", ["money", "weather"])
+    svc.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+    yield svc
+    svc.close()
+
+
+def answer_all(service: LabelingService) -> None:
+    while records := service.next_records("p", "alice", 5):
+        for record in records:
+            label = "money" if "money" in record.text else "weather"
+            service.record_answer("p", record.record_id, "alice", label)
+
+
+def test_next_records_on_a_finished_project_creates_no_run_and_writes_nothing(tmp_path: Path) -> None:
+    svc = LabelingService(
+        make_settings(tmp_path, retrain_every=5), embedder=HashingEmbedder(64), background=True
+    )
+    try:
+        svc.create_project("p", ["money", "weather"])
+        svc.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+        svc.wait_for_retrains(timeout=60)
+        answer_all(svc)
+        svc.wait_for_retrains(timeout=60)
+        runs = len(svc.run_history("p"))
+        assert runs >= 1  # the answers did train a model
+        with recorded(svc) as seen:
+            for _ in range(3):
+                assert svc.next_records("p", "bob", 1) == []
+        svc.wait_for_retrains(timeout=60)
+        assert len(svc.run_history("p")) == runs
+        assert writes(seen) == []
+    finally:
+        svc.close()
+
+
+def test_reads_never_write(service: LabelingService, tmp_path: Path) -> None:
+    answer_all(service)
+    service.retrain("p")
+    record = service.find_record("p", "3")
+    with recorded(service) as seen:
+        service.get_project("p")
+        service.list_projects()
+        service.default_project("C1")
+        service.get_record("p", record.record_id)
+        service.similar("p", record_id=record.record_id, k=3)
+        service.status("p")
+        service.run_history("p")
+        service.final_labels("p")
+        service.pending_count("p")
+        service.review_queue("p")
+        service.stopping_advice("p")
+        service.labels_changed_since_retrain("p")
+        service.latest_classifier("p")
+        service.export("p", tmp_path / "out.csv")
+    assert seen["statements"]  # the recorder sees this thread's queries
+    assert writes(seen) == []
+
+
+def test_an_answer_is_one_transaction_and_the_card_update_another(service: LabelingService) -> None:
+    [first, second] = service.next_records("p", "alice", 2)
+    service.record_answer("p", first.record_id, "alice", "money")  # warms the project cache
+    with recorded(service) as answer:
+        result = service.record_answer("p", second.record_id, "alice", "weather")
+    with recorded(service) as update:
+        card = service.card_update("p", second.record_id, "alice", next_cards=1)
+    assert result.changed and card.record.record_id == second.record_id and len(card.next) == 1
+    assert len(answer["transactions"]) == 1 and len(update["transactions"]) == 1
+    # The answer: project row, record with this user's answer/lease/skip, insert, record update, lease.
+    assert answer["statements"][:2] == ["SELECT", "SELECT"] and len(answer["statements"]) <= 6
+    # The update's only writes are the new card's lease.
+    assert sorted(set(writes(update))) == ["DELETE", "INSERT"]
+
+
+def test_a_label_chosen_by_function_sees_the_label_set_of_the_answers_transaction(
+    service: LabelingService,
+) -> None:
+    [record] = service.next_records("p", "alice", 1)
+    seen = []
+
+    def choose(project):  # type: ignore[no-untyped-def]
+        seen.append(project.label_names)
+        return project.label_names[1]
+
+    result = service.record_answer(
+        project=service.get_project("p").id, record_id=record.record_id, user="alice", label=choose
+    )
+    assert seen == [("money", "weather")] and result.label == "weather"
+
+    def refuse(project):  # type: ignore[no-untyped-def]
+        raise ValueError("the label set changed")
+
+    [other] = service.next_records("p", "alice", 1)
+    with pytest.raises(ValueError):
+        service.record_answer("p", other.record_id, "alice", refuse)
+    assert service.status("p").annotations == 1  # the refused answer wrote nothing
+
+
+def test_cached_project_info_follows_a_change_made_by_another_process(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    a = LabelingService(settings, embedder=HashingEmbedder(64))
+    b = LabelingService(settings, embedder=HashingEmbedder(64))
+    try:
+        a.create_project("p", ["money", "weather"])
+        a.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+        assert a.get_project("p").answers_per_record == 1  # now cached in a
+        b.configure_project("p", answers_per_record=2)
+        assert a.get_project("p").answers_per_record == 2
+        [record] = a.next_records("p", "alice", 1)
+        assert not a.record_answer("p", record.record_id, "alice", "money").complete  # k = 2 applied
+        b.delete_project("p")
+        with pytest.raises(Exception, match="No project"):
+            a.get_project("p")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_hand_out_that_runs_the_queue_dry_asks_the_worker_to_refill_it(tmp_path: Path) -> None:
+    svc = LabelingService(
+        make_settings(tmp_path, retrain_every=50, queue_size=3), embedder=HashingEmbedder(64), background=True
+    )
+    try:
+        svc.create_project("p", ["money", "weather"])
+        seeded = {0: "weather", 1: "money"}  # two labeled classes: every retrain records a run
+        svc.import_rows(
+            "p",
+            [
+                ImportRow(line=i, external_id=str(i), text=t, label=seeded.get(i), annotator="seed")
+                for i, t in enumerate(TEXTS)
+            ],
+        )
+        svc.wait_for_retrains(timeout=60)
+        assert len(svc.run_history("p")) == 1  # the import's retrain built a queue of 3
+        ranked = svc.next_records("p", "alice", 3)
+        assert all(r.reason != "next in the pool" for r in ranked)
+        svc.wait_for_retrains(timeout=60)
+        assert len(svc.run_history("p")) == 1  # a hand-out the queue could serve asks for nothing
+        [unranked] = svc.next_records("p", "alice", 1)  # past the queue: the pool, and a refill asked
+        assert unranked.reason == "next in the pool"
+        svc.wait_for_retrains(timeout=60)
+        assert len(svc.run_history("p")) == 2
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "labels", "extra", "gold", "expected"),
+    [
+        (0, 1, [], False, False, False),
+        (1, 1, ["a"], False, False, True),
+        (1, 2, ["a"], False, False, False),
+        (0, 3, [], False, True, True),  # an admin's gold label completes it
+        (2, 2, ["a", "b"], False, False, True),
+        (2, 2, ["a", "b"], True, False, False),  # a tie among exactly k asks one more labeler
+        (2, 2, ["a", "a"], True, False, True),
+        (3, 2, ["a", "b", "a"], True, False, True),
+    ],
+)
+def test_completeness_rule(
+    n: int, k: int, labels: list[str], extra: bool, gold: bool, expected: bool
+) -> None:
+    assert (
+        policy.is_complete(n, k, has_gold=gold, labels=labels, extra_answer_on_disagreement=extra) is expected
+    )
+
+
+def test_retrain_policy_counts_answers_and_cools_down() -> None:
+    rules = policy.RetrainPolicy(every=10, cooldown=1.0)
+    assert not rules.due_after_answers(9)
+    assert rules.due_after_answers(10)  # never trained in this process: no pause
+    assert not rules.due_after_answers(10, seconds_since_last=0.5, last_took=2.0)
+    assert rules.due_after_answers(10, seconds_since_last=2.5, last_took=2.0)
+    assert not policy.RetrainPolicy(every=0).due_after_answers(100)
+    assert policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=1)
+    assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=1, unranked=5)
+    assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=0)
