@@ -46,18 +46,22 @@ def create_app(
 ) -> App:
     """The bolt App with every listener registered.
 
-    Listeners run on a pool of ``workers`` threads after their ack, so a slow Web API call (or a 429
-    back-off) for one user never delays another user's click.
+    Listeners' slow parts run on a pool of ``workers`` threads after their ack, so a slow Web API call
+    (or a 429 back-off) for one user never delays another user's click.
     """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener")
     app = App(
         # The token travels with the client: passing it too only makes bolt warn that it ignores one.
         signing_secret=settings.slack_signing_secret,
         client=client or make_client(settings),
         token_verification_enabled=token_verification,
-        listener_executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener"),
+        # A listener's synchronous part decides the response: a click commits, acks and returns, and
+        # the 200 leaves at once (no polling for the ack); the slow part runs on ``pool`` after.
+        process_before_response=True,
+        listener_executor=pool,
         logger=logging.getLogger("labelbot.bolt"),
     )
-    labeling = Labeling(service, admins=settings.admins)
+    labeling = Labeling(service, admins=settings.admins, executor=pool)
 
     @app.middleware
     def inject_labeling(context: BoltContext, next) -> None:  # type: ignore[no-untyped-def]

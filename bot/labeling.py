@@ -1,27 +1,104 @@
-"""What every listener shares: the service, who is an admin, finding projects and sending cards."""
+"""What every listener shares: the service, who is an admin, finding projects, sending cards, marking a
+card stale, and the pool that runs a listener's slow part after Slack got its 200.
+
+The App runs with ``process_before_response=True``: a listener's synchronous part decides the HTTP
+response, so a click commits its answer, acks, and returns — the 200 leaves at once, with no polling
+for the ack — and hands the card update and the next card to :meth:`Labeling.later`.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
 
 from slack_sdk import WebClient
 
 from bot import blocks, ids
 from core.errors import LabelbotError, ProjectNotFound
 from core.service import LabelingService
-from core.types import ProjectInfo
+from core.types import ProjectInfo, RecordView
+
+log = logging.getLogger(__name__)
 
 
 class StaleCard(LabelbotError):
     """A click on a card whose project or label set is gone or changed."""
 
 
+def card_location(body: dict) -> tuple[str, str]:
+    """(channel, ts) of the message a click came from."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    return channel, container.get("message_ts") or (body.get("message") or {}).get("ts")
+
+
+def stale_reason(exc: Exception) -> str:
+    """The line a stale card shows: a core error says what happened; a bad value just is out of date."""
+    if isinstance(exc, ProjectNotFound):  # the card names it by id: "no project #3" helps nobody
+        return "This project no longer exists."
+    return str(exc) if isinstance(exc, LabelbotError) else "This card is out of date."
+
+
+def mark_stale(
+    client: WebClient,
+    body: dict,
+    reason: str,
+    *,
+    project: str | None = None,
+    record: RecordView | None = None,
+) -> None:
+    """Replace the clicked card with one that says why it no longer works (the one stale-card helper)."""
+    channel, ts = card_location(body)
+    client.chat_update(
+        channel=channel, ts=ts, **blocks.stale_card(project, record, reason, nonce=ids.new_nonce())
+    )
+
+
+def chosen_label(choice: ids.LabelChoice) -> Callable[[ProjectInfo], str]:
+    """The label a button means, checked against the project as the answer's own transaction reads it."""
+
+    def resolve(project: ProjectInfo) -> str:
+        if not choice.matches(project.name):
+            raise StaleCard("This project no longer exists.")
+        try:
+            return choice.label(project.label_names)
+        except ValueError:
+            raise StaleCard("The label set changed since this card was sent.") from None
+
+    return resolve
+
+
 class Labeling:
-    def __init__(self, service: LabelingService, *, admins: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        service: LabelingService,
+        *,
+        admins: frozenset[str] = frozenset(),
+        executor: Executor | None = None,
+    ) -> None:
         self.service = service
         self.admins = admins
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="labelbot-after-ack"
+        )
         self._dms: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on the listener pool after the response went out; failures are logged once."""
+
+        def run() -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception:
+                log.exception("%s failed after the ack", getattr(fn, "__name__", fn))
+
+        self._executor.submit(run)
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins
@@ -43,7 +120,7 @@ class Labeling:
     def project_from_ref(self, ref: ids.ProjectRef) -> ProjectInfo:
         """The project a button points at; StaleCard when it was deleted (or its id reused)."""
         try:
-            project = self.service.get_project_by_id(ref.project_id)
+            project = self.service.get_project(ref.project_id)
         except ProjectNotFound:
             raise StaleCard("This project no longer exists.") from None
         if not ref.matches(project.name):
@@ -60,26 +137,51 @@ class Labeling:
             self._dms[user_id] = channel
         return channel
 
-    def send_cards(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
-        """DM ``user_id`` their next ``n`` cards; returns how many were sent."""
-        records = self.service.next_records(project.name, user_id, n)
-        if not records:
-            return 0
+    def post_cards(
+        self, client: WebClient, project: ProjectInfo, user_id: str, records: list[RecordView]
+    ) -> None:
+        """DM ``records`` to ``user_id`` as label cards, or say that nothing is left when there are none."""
         channel = self.dm_channel(client, user_id)
+        if not records:
+            text = f"Nothing left to label in {project.name} for you right now. Thank you!"
+            client.chat_postMessage(channel=channel, **blocks.notice(text))
         for record in records:
-            card = blocks.label_card(project, record, nonce=ids.new_nonce())
-            client.chat_postMessage(channel=channel, **card)
+            client.chat_postMessage(
+                channel=channel, **blocks.label_card(project, record, nonce=ids.new_nonce())
+            )
+
+    def send_cards(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
+        """DM ``user_id`` their next ``n`` cards; returns how many were sent (none: nothing is posted)."""
+        records = self.service.next_records(project.id, user_id, n)
+        if records:
+            self.post_cards(client, project, user_id, records)
         return len(records)
 
     def send_next(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
         """Like ``send_cards``, but says so in the DM when nothing is left (after a click, say)."""
-        sent = self.send_cards(client, project, user_id, n)
-        if not sent:
-            self._send_done(client, project, user_id)
-        return sent
+        records = self.service.next_records(project.id, user_id, n)
+        self.post_cards(client, project, user_id, records)
+        return len(records)
 
-    def _send_done(self, client: WebClient, project: ProjectInfo, user_id: str) -> None:
-        client.chat_postMessage(
-            channel=self.dm_channel(client, user_id),
-            **blocks.notice(f"Nothing left to label in {project.name} for you right now. Thank you!"),
-        )
+
+#: The arguments bolt passes to a listener wrapped by :func:`ack_first` (bolt passes what a listener's
+#: signature names; the wrapper names every one our listeners use and forwards the ones each wants).
+_LISTENER_ARGS = ("ack", "body", "client", "context", "action", "command", "event", "view", "respond", "say")
+
+
+def ack_first(listener: Callable[..., None]) -> Callable[..., None]:
+    """For a listener with nothing to decide before its 200: ack now, run it on the pool after.
+
+    Its own ``ack()`` call then does nothing that matters (the response has gone).
+    """
+    wanted = list(inspect.signature(listener).parameters)
+
+    def run(ack, body, client, context, action, command, event, view, respond, say):  # type: ignore[no-untyped-def]
+        given = locals()
+        ack()
+        context["labeling"].later(listener, **{name: given[name] for name in wanted})
+
+    functools.update_wrapper(run, listener, updated=())
+    del run.__wrapped__  # type: ignore[attr-defined]  # bolt must see run's arguments, not the listener's
+    assert tuple(inspect.getfullargspec(run).args) == _LISTENER_ARGS
+    return run

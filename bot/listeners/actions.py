@@ -1,4 +1,7 @@
-"""Card buttons and menus: ack at once, record through the service, update the card, send the next."""
+"""Card buttons and menus. A click that changes data commits it first (one short transaction), then
+acks — Slack gets its 200 only for what is stored — and updates the card and sends the next one after,
+with one service call (``card_update``) on the listener pool.
+"""
 
 from __future__ import annotations
 
@@ -8,159 +11,151 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks, ids
-from bot.labeling import Labeling, StaleCard
-from core.errors import LabelbotError, NothingToUndo, RecordNotFound, StaleRecord
-from core.types import ProjectInfo
+from bot.labeling import Labeling, StaleCard, ack_first, card_location, chosen_label, mark_stale, stale_reason
+from core.errors import LabelbotError, NothingToUndo
+from core.types import AnswerResult
 
 log = logging.getLogger(__name__)
 
 MAX_CARDS_PER_CLICK = 20  # a forged "Label N now" value must not make the bot post thousands of DMs
 
 
-def _where(body: dict) -> tuple[str, str]:
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    return channel, container.get("message_ts") or (body.get("message") or {}).get("ts")
-
-
-def _mark_stale(client: WebClient, body: dict, project: ProjectInfo | None, reason: str) -> None:
-    channel, ts = _where(body)
-    card = blocks.stale_card(project.name if project else None, None, reason, nonce=ids.new_nonce())
-    client.chat_update(channel=channel, ts=ts, **card)
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, LabelbotError) else "This card is out of date."
-
-
-def _answer(client: WebClient, body: dict, labeling: Labeling, value_of_label: ids.LabelChoice) -> None:
-    """Shared by the label buttons and the label menu."""
-    user = body["user"]["id"]
-    channel, ts = _where(body)
-    project = None
-    try:
-        project = labeling.project_from_ref(value_of_label)
-        label = value_of_label.label(project.label_names)
-        result = labeling.service.record_answer(project.name, value_of_label.record_id, user, label)
-        record = labeling.service.get_record(project.name, value_of_label.record_id)
-    except ValueError:
-        _mark_stale(client, body, project, "The label set changed since this card was sent.")
-        return
-    except (StaleCard, StaleRecord, RecordNotFound) as exc:
-        _mark_stale(client, body, project, str(exc))
-        return
-    card = blocks.answered_card(
-        project, record, label=label, user_id=user, nonce=ids.new_nonce(), complete=result.complete
-    )
-    client.chat_update(channel=channel, ts=ts, **card)
-    if result.changed:
-        labeling.send_next(client, project, user)
-
-
 def on_label(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
     """A label button or a pick from the label menu: both carry project, record and label."""
-    ack()
+    labeling: Labeling = context["labeling"]
+    user = body["user"]["id"]
     value = action.get("value") or (action.get("selected_option") or {}).get("value")
     try:
         choice = ids.parse_label_value(value)
-    except ValueError:
-        _mark_stale(client, body, None, "This card is out of date.")
+        result = labeling.service.record_answer(
+            choice.project_id, choice.record_id, user, chosen_label(choice)
+        )
+    except (ValueError, LabelbotError) as exc:
+        ack()
+        labeling.later(mark_stale, client, body, stale_reason(exc))
         return
-    _answer(client, body, context["labeling"], choice)
+    ack()  # the answer is committed
+    labeling.later(_show_answer, labeling, client, body, result, choice.project_id)
+
+
+def _show_answer(
+    labeling: Labeling, client: WebClient, body: dict, result: AnswerResult, project_id: int
+) -> None:
+    user = result.user
+    update = labeling.service.card_update(
+        project_id, result.record_id, user, next_cards=1 if result.changed else 0
+    )
+    channel, ts = card_location(body)
+    card = blocks.answered_card(
+        update.project,
+        update.record,
+        label=result.label,
+        user_id=user,
+        nonce=ids.new_nonce(),
+        complete=result.complete,
+    )
+    client.chat_update(channel=channel, ts=ts, **card)
+    if result.changed:  # a repeated click on the same label sends no second card
+        labeling.post_cards(client, update.project, user, list(update.next))
 
 
 def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
     labeling: Labeling = context["labeling"]
     user = body["user"]["id"]
-    project = None
     try:
         ref = ids.parse_record_value(action.get("value"))
-        project = labeling.project_from_ref(ref)
-        labeling.service.skip(project.name, ref.record_id, user)
-        record = labeling.service.get_record(project.name, ref.record_id)
-    except (ValueError, StaleCard, RecordNotFound) as exc:
-        _mark_stale(client, body, project, _reason(exc))
+        # By id: ids are never reused, so a deleted project's card fails here as ProjectNotFound.
+        labeling.service.skip(ref.project_id, ref.record_id, user)
+    except (ValueError, LabelbotError) as exc:
+        ack()
+        labeling.later(mark_stale, client, body, stale_reason(exc))
         return
-    channel, ts = _where(body)
-    client.chat_update(
-        channel=channel,
-        ts=ts,
-        **blocks.stale_card(
-            project.name,
-            record,
-            "Skipped: you won't be asked about this record again.",
-            nonce=ids.new_nonce(),
-        ),
+    ack()  # the skip is committed
+    labeling.later(_show_skipped, labeling, client, body, ref.project_id, ref.record_id, user)
+
+
+def _show_skipped(
+    labeling: Labeling, client: WebClient, body: dict, project_id: int, record_id: int, user: str
+) -> None:
+    update = labeling.service.card_update(project_id, record_id, user, next_cards=1)
+    mark_stale(
+        client,
+        body,
+        "Skipped: you won't be asked about this record again.",
+        project=update.project.name,
+        record=update.record,
     )
-    labeling.send_next(client, project, user)
+    labeling.post_cards(client, update.project, user, list(update.next))
 
 
 def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
     labeling: Labeling = context["labeling"]
     user = body["user"]["id"]
-    project = None
     try:
         ref = ids.parse_record_value(action.get("value"))
-        project = labeling.project_from_ref(ref)
-        labeling.service.undo(project.name, user, record_id=ref.record_id)
-        record = labeling.service.get_record(project.name, ref.record_id)
+        labeling.service.undo(ref.project_id, user, record_id=ref.record_id)
     except NothingToUndo:
-        return  # a repeated Undo click: the card was restored by the first one
-    except (ValueError, StaleCard, RecordNotFound) as exc:
-        _mark_stale(client, body, project, _reason(exc))
+        ack()  # a repeated Undo click: the card was restored by the first one
         return
-    channel, ts = _where(body)
-    client.chat_update(channel=channel, ts=ts, **blocks.label_card(project, record, nonce=ids.new_nonce()))
+    except (ValueError, LabelbotError) as exc:
+        ack()
+        labeling.later(mark_stale, client, body, stale_reason(exc))
+        return
+    ack()  # the answer is removed
+    labeling.later(_show_restored, labeling, client, body, ref.project_id, ref.record_id, user)
 
 
-def on_show_similar(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
+def _show_restored(
+    labeling: Labeling, client: WebClient, body: dict, project_id: int, record_id: int, user: str
+) -> None:
+    update = labeling.service.card_update(project_id, record_id, user)
+    channel, ts = card_location(body)
+    client.chat_update(
+        channel=channel, ts=ts, **blocks.label_card(update.project, update.record, nonce=ids.new_nonce())
+    )
+
+
+def on_show_similar(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
     labeling: Labeling = context["labeling"]
-    project = None
     try:
         ref = ids.parse_record_value(action.get("value"))
         project = labeling.project_from_ref(ref)
-        record = labeling.service.get_record(project.name, ref.record_id)
-        results = labeling.service.similar(project.name, record_id=ref.record_id, k=8)
-    except (ValueError, StaleCard, RecordNotFound) as exc:
-        _mark_stale(client, body, project, _reason(exc))
+        record = labeling.service.get_record(project.id, ref.record_id)
+        results = labeling.service.similar(project.id, record_id=ref.record_id, k=8)
+    except (ValueError, LabelbotError) as exc:
+        mark_stale(client, body, stale_reason(exc))
         return
-    channel, ts = _where(body)
+    channel, ts = card_location(body)
     view = blocks.similar_modal(project, record, None, results, channel=channel, message_ts=ts)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
-def on_start_labeling(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_start_labeling(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
     labeling: Labeling = context["labeling"]
-    user = body["user"]["id"]
     try:
         project = labeling.project_from_ref(ids.parse_project_value(action.get("value")))
     except (ValueError, StaleCard):
         return
-    labeling.send_next(client, project, user)
+    labeling.send_next(client, project, body["user"]["id"])
 
 
-def on_label_n_now(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
+def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
     """The "Label 5 now" button of a scheduled prompt: DM the clicker that many cards."""
-    ack()
     labeling: Labeling = context["labeling"]
-    user = body["user"]["id"]
     try:
         ref = ids.parse_label_n_value(action.get("value"))
         project = labeling.project_from_ref(ref)
     except (ValueError, StaleCard):
         return  # a forged value or a deleted project: the prompt is simply stale
-    labeling.send_next(client, project, user, min(ref.n, MAX_CARDS_PER_CLICK))
+    labeling.send_next(client, project, body["user"]["id"], min(ref.n, MAX_CARDS_PER_CLICK))
 
 
 def register(app: App) -> None:
+    # Clicks that store something commit before they ack; the rest ack first and work after.
     app.action(ids.LABEL_CHOICE_RE)(on_label)
     app.action(ids.ACTION_LABEL_SELECT)(on_label)
     app.action(ids.ACTION_SKIP)(on_skip)
     app.action(ids.ACTION_UNDO)(on_undo)
-    app.action(ids.ACTION_SHOW_SIMILAR)(on_show_similar)
-    app.action(ids.ACTION_START_LABELING)(on_start_labeling)
-    app.action(ids.ACTION_LABEL_N_NOW)(on_label_n_now)
+    app.action(ids.ACTION_SHOW_SIMILAR)(ack_first(on_show_similar))
+    app.action(ids.ACTION_START_LABELING)(ack_first(on_start_labeling))
+    app.action(ids.ACTION_LABEL_N_NOW)(ack_first(on_label_n_now))

@@ -12,7 +12,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot import blocks, ids
-from bot.labeling import Labeling
+from bot.labeling import Labeling, ack_first
 from bot.listeners import schedule as schedule_commands
 from bot.scheduler import LabelScheduler
 from core.errors import LabelbotError
@@ -202,4 +202,4 @@ def handle_label(ack: Ack, command: dict, client: WebClient, respond: Respond, c
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(handle_label)
+    app.command(COMMAND)(ack_first(handle_label))

@@ -6,11 +6,10 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.labeling import Labeling
+from bot.labeling import Labeling, ack_first
 
 
 def on_app_home_opened(event: dict, client: WebClient, context: BoltContext) -> None:
-    # Bolt acks events before calling the listener.
     if event.get("tab", "home") != "home":
         return
     labeling: Labeling = context["labeling"]
@@ -20,4 +19,4 @@ def on_app_home_opened(event: dict, client: WebClient, context: BoltContext) -> 
 
 
 def register(app: App) -> None:
-    app.event("app_home_opened")(on_app_home_opened)
+    app.event("app_home_opened")(ack_first(on_app_home_opened))

@@ -30,10 +30,16 @@ def on_bulk_label(ack: Ack, body: dict, view: dict, client: WebClient, context: 
     if errors:
         ack(**errors)
         return
-    ack()
-    results = labeling.service.bulk_label(project.name, record_ids, user, label)
-    skipped = len(record_ids) - len(results)
-    text = f"Labeled {len(results)} record{'s' if len(results) != 1 else ''} in {project.name} as {label}."
+    results = labeling.service.bulk_label(project.id, record_ids, user, label)  # one transaction
+    ack()  # the answers are committed: the modal closes
+    labeling.later(_report, labeling, client, user, project.name, label, len(record_ids), results)
+
+
+def _report(
+    labeling: Labeling, client: WebClient, user: str, project: str, label: str, asked: int, results: list
+) -> None:
+    skipped = asked - len(results)
+    text = f"Labeled {len(results)} record{'s' if len(results) != 1 else ''} in {project} as {label}."
     if skipped:
         text += f" {skipped} already had all the answers they need and were left as they were."
     client.chat_postMessage(channel=labeling.dm_channel(client, user), **blocks.notice(text))
