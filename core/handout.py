@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, union
+from sqlalchemy import Connection, and_, func, select, union
 
 from core.errors import RecordNotFound
 from core.models import Annotation, Lease, QueueItem, Record, Skip
+from core.store import upsert
 from core.types import ProjectInfo, RecordView
 
 #: record id -> (label, probability) of the latest model, or None.
@@ -86,21 +87,23 @@ def hand_out(
             g = guess(rid)
             picked.append((rid, eid, text, g[0] if g else None, g[1] if g else None, POOL_REASON))
     if picked:
-        ids = [row[0] for row in picked]
-        # An expired lease of this user's on a picked record would collide with the new one.
-        conn.execute(delete(Lease).where(Lease.annotator == user, Lease.record_id.in_(ids)))
         expires = now + timedelta(seconds=lease_seconds)
+        stmt = upsert(conn, Lease)
+        # An expired lease of this user's on a picked record is renewed in place.
         conn.execute(
-            insert(Lease),
+            stmt.on_conflict_do_update(
+                index_elements=["record_id", "annotator"],
+                set_={"shown_at": stmt.excluded.shown_at, "expires_at": stmt.excluded.expires_at},
+            ),
             [
                 {
-                    "record_id": rid,
+                    "record_id": row[0],
                     "project_id": info.id,
                     "annotator": user,
                     "shown_at": now,
                     "expires_at": expires,
                 }
-                for rid in ids
+                for row in picked
             ],
         )
     views = [

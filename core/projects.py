@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from core.errors import LabelbotError, ProjectExists, ProjectNotFound
 from core.models import ContextBinding, Project, utcnow
+from core.store import upsert
 from core.strategies import STRATEGIES
 from core.types import LabelDef, ProjectInfo
 
@@ -147,9 +147,8 @@ class ProjectCatalog:
 
     @staticmethod
     def bind(conn: Connection, context: str, project_id: int) -> None:
-        """Upsert ``context → project`` (SQLite and PostgreSQL spell it the same way)."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(ContextBinding).values(context=context, project_id=project_id)
+        """Upsert ``context → project``."""
+        stmt = upsert(conn, ContextBinding).values(context=context, project_id=project_id)
         conn.execute(stmt.on_conflict_do_update(index_elements=["context"], set_={"project_id": project_id}))
 
     @staticmethod

@@ -263,7 +263,7 @@ class LabelingService:
             if done.new_records or done.new_answers:
                 self.projects.bump_data_version(conn, info.id)
         if self.policy.every and self.policy.due_after_import(done.new_records, done.new_answers):
-            self.request_retrain(info.id)
+            self._request_retrain(info)
         return ImportResult(
             project=info.name,
             path=path,
@@ -516,7 +516,9 @@ class LabelingService:
 
     def request_retrain(self, project: ProjectKey) -> bool:
         """Retrain on the training worker (inline without one); False if one is already waiting."""
-        info = self.get_project(project)
+        return self._request_retrain(self.get_project(project))
+
+    def _request_retrain(self, info: ProjectInfo) -> bool:
         if self._executor is None:
             self.retrain(info.id)
             return True
@@ -562,7 +564,7 @@ class LabelingService:
     def _after_handout(self, info: ProjectInfo, asked: int, out: handout.HandOut) -> None:
         # Policy: a queue that ran dry while unranked records remain is refilled on the worker.
         if self._executor is not None and self.policy.every and out.short:
-            self.request_retrain(info.id)
+            self._request_retrain(info)
 
     def _count_answer(self, info: ProjectInfo, changed: bool) -> bool:
         if not changed or not self.policy.every:
@@ -578,7 +580,7 @@ class LabelingService:
             pending = self._pending_retrains.get(info.id)
         if not due or self._executor is None or (pending is not None and not pending.done()):
             return False
-        return self.request_retrain(info.id)
+        return self._request_retrain(info)
 
     def _background_retrain(self, project_id: int, name: str) -> ModelRunInfo | None:
         started = time.monotonic()
