@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
 from core import policy
 from core.errors import NothingToUndo, RecordNotFound, StaleRecord
@@ -47,32 +47,47 @@ def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: in
     )
 
 
+# The click path's statements, built once: building and cache-keying a statement costs more CPU than
+# SQLite takes to run it.
+_ANSWER_STATE = (
+    select(
+        Record.project_id,
+        Record.external_id,
+        Record.n_answers,
+        Record.complete,
+        Annotation.id,
+        Annotation.label,
+        Annotation.source,
+        Lease.id,
+        Lease.shown_at,
+        Skip.id,
+    )
+    .select_from(Record)
+    .outerjoin(Annotation, and_(Annotation.record_id == Record.id, Annotation.annotator == bindparam("user")))
+    .outerjoin(Lease, and_(Lease.record_id == Record.id, Lease.annotator == bindparam("user")))
+    .outerjoin(Skip, and_(Skip.record_id == Record.id, Skip.annotator == bindparam("user")))
+    .where(Record.id == bindparam("record_id"))
+)
+_CHANGE_ANSWER = (
+    update(Annotation)
+    .where(Annotation.id == bindparam("answer_id"))
+    .values(label=bindparam("label"), source=bindparam("source"), created_at=bindparam("now"))
+)
+_ADD_ANSWER = insert(Annotation)
+_SET_COUNT = (
+    update(Record)
+    .where(Record.id == bindparam("record_id"))
+    .values(n_answers=bindparam("n"), complete=bindparam("done"))
+)
+_DROP_LEASE = delete(Lease).where(Lease.id == bindparam("lease_id"))
+_DROP_SKIP = delete(Skip).where(Skip.id == bindparam("skip_id"))
+
+
 def store_answer(
     conn: Connection, info: ProjectInfo, record_id: int, user: str, label: str, source: str, now: datetime
 ) -> StoredAnswer:
     """Insert or change ``user``'s answer; drop their lease and skip of the record. Four statements."""
-    mine = and_(Annotation.record_id == Record.id, Annotation.annotator == user)
-    held = and_(Lease.record_id == Record.id, Lease.annotator == user)
-    skipped = and_(Skip.record_id == Record.id, Skip.annotator == user)
-    row = conn.execute(
-        select(
-            Record.project_id,
-            Record.external_id,
-            Record.n_answers,
-            Record.complete,
-            Annotation.id,
-            Annotation.label,
-            Annotation.source,
-            Lease.id,
-            Lease.shown_at,
-            Skip.id,
-        )
-        .select_from(Record)
-        .outerjoin(Annotation, mine)
-        .outerjoin(Lease, held)
-        .outerjoin(Skip, skipped)
-        .where(Record.id == record_id)
-    ).first()
+    row = conn.execute(_ANSWER_STATE, {"user": user, "record_id": record_id}).first()
     if row is None or row[0] != info.id:
         raise _record_not_found(info, record_id)
     _, external_id, n_answers, complete, answer_id, old_label, old_source, lease_id, shown_at, skip_id = row
@@ -80,23 +95,22 @@ def store_answer(
         changed = old_label != label or (source == "review" and old_source != "review")
         if changed:
             conn.execute(
-                update(Annotation)
-                .where(Annotation.id == answer_id)
-                .values(label=label, source=source, created_at=now)
+                _CHANGE_ANSWER, {"answer_id": answer_id, "label": label, "source": source, "now": now}
             )
     else:
         if complete and source != "review":
             raise StaleRecord(f"Record {external_id} already has all the answers it needs.")
         conn.execute(
-            insert(Annotation).values(
-                record_id=record_id,
-                project_id=info.id,
-                annotator=user,
-                label=label,
-                source=source,
-                shown_at=shown_at,
-                created_at=now,
-            )
+            _ADD_ANSWER,
+            {
+                "record_id": record_id,
+                "project_id": info.id,
+                "annotator": user,
+                "label": label,
+                "source": source,
+                "shown_at": shown_at,
+                "created_at": now,
+            },
         )
         n_answers += 1
         changed = True
@@ -105,13 +119,11 @@ def store_answer(
     else:
         now_complete = bool(complete) or _complete(conn, info, record_id, n_answers, has_gold=False)
     if changed or now_complete != bool(complete):
-        conn.execute(
-            update(Record).where(Record.id == record_id).values(n_answers=n_answers, complete=now_complete)
-        )
+        conn.execute(_SET_COUNT, {"record_id": record_id, "n": n_answers, "done": now_complete})
     if lease_id is not None:
-        conn.execute(delete(Lease).where(Lease.id == lease_id))
+        conn.execute(_DROP_LEASE, {"lease_id": lease_id})
     if skip_id is not None:
-        conn.execute(delete(Skip).where(Skip.id == skip_id))
+        conn.execute(_DROP_SKIP, {"skip_id": skip_id})
     return StoredAnswer(external_id, changed, now_complete)
 
 

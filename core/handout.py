@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, union
+from sqlalchemy import Connection, and_, bindparam, func, select, union
 
 from core.errors import RecordNotFound
 from core.models import Annotation, Lease, QueueItem, Record, Skip
@@ -33,6 +34,48 @@ class HandOut:
     short: bool  # fewer ranked records than asked for, and unranked ones were handed out or remain
 
 
+def _available() -> Any:
+    """Records ``:user`` may be handed in project ``:project_id`` at ``:now`` (``:k`` answers each)."""
+    user, now, pid = bindparam("user"), bindparam("now"), bindparam("project_id")
+    leased_by_others = (
+        select(func.count(Lease.id))
+        .where(Lease.record_id == Record.id, Lease.annotator != user, Lease.expires_at > now)
+        .scalar_subquery()
+    )
+    mine = union(
+        select(Annotation.record_id).where(Annotation.project_id == pid, Annotation.annotator == user),
+        select(Skip.record_id).where(Skip.project_id == pid, Skip.annotator == user),
+        select(Lease.record_id).where(
+            Lease.project_id == pid, Lease.annotator == user, Lease.expires_at > now
+        ),
+    )
+    k = bindparam("k")
+    # An incomplete record with k answers already was reopened for a tie: it needs one more.
+    needs = ((Record.n_answers + leased_by_others) < k) | ((Record.n_answers >= k) & (leased_by_others == 0))
+    return and_(Record.project_id == pid, Record.complete.is_(False), Record.id.not_in(mine), needs)
+
+
+_AVAILABLE = _available()
+# Built once: composing and cache-keying these costs more CPU per click than SQLite takes to run them.
+_RANKED = (
+    select(
+        Record.id,
+        Record.external_id,
+        Record.text,
+        QueueItem.predicted_label,
+        QueueItem.confidence,
+        QueueItem.reason,
+    )
+    .join(QueueItem, QueueItem.record_id == Record.id)
+    .where(_AVAILABLE, QueueItem.project_id == bindparam("project_id"))
+    .order_by(QueueItem.position)
+    .limit(bindparam("n"))
+)
+_RECORD = select(Record.external_id, Record.text).where(
+    Record.id == bindparam("record_id"), Record.project_id == bindparam("project_id")
+)
+
+
 def hand_out(
     conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int, guess: Guess
 ) -> HandOut:
@@ -41,48 +84,18 @@ def hand_out(
     Never a record this user answered, skipped or holds already, nor one that is complete or whose
     remaining answers are leased to others.
     """
-    k = info.answers_per_record
-    leased_by_others = (
-        select(func.count(Lease.id))
-        .where(Lease.record_id == Record.id, Lease.annotator != user, Lease.expires_at > now)
-        .scalar_subquery()
-    )
-    mine = union(
-        select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.annotator == user),
-        select(Skip.record_id).where(Skip.project_id == info.id, Skip.annotator == user),
-        select(Lease.record_id).where(
-            Lease.project_id == info.id, Lease.annotator == user, Lease.expires_at > now
-        ),
-    )
-    # An incomplete record with k answers already was reopened for a tie: it needs one more.
-    needs = ((Record.n_answers + leased_by_others) < k) | ((Record.n_answers >= k) & (leased_by_others == 0))
-    available = and_(Record.project_id == info.id, Record.complete.is_(False), Record.id.not_in(mine), needs)
-    picked = [
-        tuple(row)
-        for row in conn.execute(
-            select(
-                Record.id,
-                Record.external_id,
-                Record.text,
-                QueueItem.predicted_label,
-                QueueItem.confidence,
-                QueueItem.reason,
-            )
-            .join(QueueItem, QueueItem.record_id == Record.id)
-            .where(available, QueueItem.project_id == info.id)
-            .order_by(QueueItem.position)
-            .limit(n)
-        ).all()
-    ]
+    params = {"user": user, "now": now, "project_id": info.id, "k": info.answers_per_record, "n": n}
+    picked = [tuple(row) for row in conn.execute(_RANKED, params).all()]
     ranked = len(picked)
     if ranked < n:
         # The queue ran dry before the next retrain: the rest of the pool, in id order.
         taken = [row[0] for row in picked]
         for rid, eid, text in conn.execute(
             select(Record.id, Record.external_id, Record.text)
-            .where(available, Record.id.not_in(taken))
+            .where(_AVAILABLE, Record.id.not_in(taken))
             .order_by(Record.id)
-            .limit(n - ranked)
+            .limit(n - ranked),
+            params,
         ).all():
             g = guess(rid)
             picked.append((rid, eid, text, g[0] if g else None, g[1] if g else None, POOL_REASON))
@@ -123,9 +136,7 @@ def hand_out(
 
 def record_view(conn: Connection, info: ProjectInfo, record_id: int, guess: Guess) -> RecordView:
     """A record with the current model's guess (for re-rendering a card)."""
-    row = conn.execute(
-        select(Record.external_id, Record.text).where(Record.id == record_id, Record.project_id == info.id)
-    ).first()
+    row = conn.execute(_RECORD, {"record_id": record_id, "project_id": info.id}).first()
     if row is None:
         raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
     g = guess(record_id)

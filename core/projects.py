@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from core.errors import LabelbotError, ProjectExists, ProjectNotFound
 from core.models import ContextBinding, Project, utcnow
@@ -61,6 +61,9 @@ def check_labels(labels: Sequence[str | LabelDef]) -> list[LabelDef]:
 
 
 _STATE_COLUMNS = (Project.id, Project.name, Project.version, Project.data_version, Project.latest_run_id)
+# Built once: every facade call runs one of these.
+_STATE_BY_ID = select(*_STATE_COLUMNS).where(Project.id == bindparam("key"))
+_STATE_BY_NAME = select(*_STATE_COLUMNS).where(Project.name == bindparam("key"))
 
 
 class ProjectCatalog:
@@ -72,10 +75,10 @@ class ProjectCatalog:
 
     def state(self, conn: Connection, key: ProjectKey) -> ProjectState:
         """The project's state row (one indexed read); ProjectNotFound when there is none."""
-        where = Project.id == key if isinstance(key, int) else Project.name == key
-        row = conn.execute(select(*_STATE_COLUMNS).where(where)).first()
+        by_id = isinstance(key, int)
+        row = conn.execute(_STATE_BY_ID if by_id else _STATE_BY_NAME, {"key": key}).first()
         if row is None:
-            raise ProjectNotFound(f"#{key}" if isinstance(key, int) else key)
+            raise ProjectNotFound(f"#{key}" if by_id else str(key))
         pid, _, version, data_version, latest_run_id = row
         with self._lock:
             cached = self._infos.get(pid)

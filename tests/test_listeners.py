@@ -89,10 +89,7 @@ class InlineExecutor(Executor):
 
 def make_labeling(service: Any) -> Labeling:
     """``Labeling`` as create_app builds it, with its after-ack pool run inline."""
-    try:
-        return Labeling(service, admins=frozenset({ADMIN}), executor=InlineExecutor())  # type: ignore[call-arg]
-    except TypeError:  # a Labeling without an after-ack pool does everything in the listener
-        return Labeling(service, admins=frozenset({ADMIN}))
+    return Labeling(service, admins=frozenset({ADMIN}), executor=InlineExecutor())
 
 
 @pytest.fixture
