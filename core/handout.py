@@ -9,6 +9,7 @@ whether that calls for a retrain.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,19 @@ from core.types import ProjectInfo, RecordView
 
 #: record id -> (label, probability) of the latest model, or None.
 Guess = Callable[[int], "tuple[str, float] | None"]
+
+
+def with_guess(view: RecordView, guess: Guess) -> RecordView:
+    """``view`` with the latest model's guess where it has none (queue rows carry their own).
+
+    Applied after the transaction that read the record: a guess may need the pool loaded or a
+    predict over it, which must never hold the write lock.
+    """
+    if view.predicted_label is not None:
+        return view
+    g = guess(view.record_id)
+    return view if g is None else dataclasses.replace(view, predicted_label=g[0], confidence=g[1])
+
 
 POOL_REASON = "next in the pool"
 
@@ -77,12 +91,12 @@ _RECORD = select(Record.external_id, Record.text).where(
 
 
 def hand_out(
-    conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int, guess: Guess
+    conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int
 ) -> HandOut:
     """The next ``n`` records for ``user``, leased to them until ``now + lease_seconds``.
 
     Never a record this user answered, skipped or holds already, nor one that is complete or whose
-    remaining answers are leased to others.
+    remaining answers are leased to others. Records from the pool carry no guess: see :func:`with_guess`.
     """
     params = {"user": user, "now": now, "project_id": info.id, "k": info.answers_per_record, "n": n}
     picked = [tuple(row) for row in conn.execute(_RANKED, params).all()]
@@ -97,8 +111,7 @@ def hand_out(
             .limit(n - ranked),
             params,
         ).all():
-            g = guess(rid)
-            picked.append((rid, eid, text, g[0] if g else None, g[1] if g else None, POOL_REASON))
+            picked.append((rid, eid, text, None, None, POOL_REASON))
     if picked:
         expires = now + timedelta(seconds=lease_seconds)
         stmt = upsert(conn, Lease)
@@ -134,20 +147,12 @@ def hand_out(
     return HandOut(views, ranked, short=ranked < n and len(picked) > ranked)
 
 
-def record_view(conn: Connection, info: ProjectInfo, record_id: int, guess: Guess) -> RecordView:
-    """A record with the current model's guess (for re-rendering a card)."""
+def record_view(conn: Connection, info: ProjectInfo, record_id: int) -> RecordView:
+    """A record as a card shows it (the model's guess is added by :func:`with_guess`)."""
     row = conn.execute(_RECORD, {"record_id": record_id, "project_id": info.id}).first()
     if row is None:
         raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
-    g = guess(record_id)
-    return RecordView(
-        project=info.name,
-        record_id=record_id,
-        external_id=row[0],
-        text=row[1],
-        predicted_label=g[0] if g else None,
-        confidence=g[1] if g else None,
-    )
+    return RecordView(project=info.name, record_id=record_id, external_id=row[0], text=row[1])
 
 
 def record_id_of(conn: Connection, info: ProjectInfo, external_id: str) -> int:

@@ -314,11 +314,10 @@ class LabelingService:
             return []
         with writing(self.engine) as conn:
             state = self.projects.state(conn, project)
-            out = handout.hand_out(
-                conn, state.info, user, n, self.clock(), self.settings.lease_seconds, self.models.guess(state)
-            )
+            out = handout.hand_out(conn, state.info, user, n, self.clock(), self.settings.lease_seconds)
         self._after_handout(state.info, n, out)
-        return out.records
+        guess = self.models.guess(state)  # after the commit: it may load the pool or predict
+        return [handout.with_guess(view, guess) for view in out.records]
 
     def record_answer(
         self, project: ProjectKey, record_id: int, user: str, label: LabelChoice, *, source: str = "slack"
@@ -357,31 +356,34 @@ class LabelingService:
         """
         with writing(self.engine) as conn:
             state = self.projects.state(conn, project)
-            guess = self.models.guess(state)
-            record = handout.record_view(conn, state.info, record_id, guess)
+            record = handout.record_view(conn, state.info, record_id)
             out = (
                 handout.hand_out(
-                    conn, state.info, user, next_cards, self.clock(), self.settings.lease_seconds, guess
+                    conn, state.info, user, next_cards, self.clock(), self.settings.lease_seconds
                 )
                 if next_cards > 0
                 else None
             )
         if out is not None:
             self._after_handout(state.info, next_cards, out)
-        return CardUpdate(state.info, record, tuple(out.records) if out else ())
+        guess = self.models.guess(state)  # after the commit: it may load the pool or predict
+        cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
+        return CardUpdate(state.info, handout.with_guess(record, guess), cards)
 
     def get_record(self, project: ProjectKey, record_id: int) -> RecordView:
         """A record with the current model's guess (for re-rendering a card)."""
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
-            return handout.record_view(conn, state.info, record_id, self.models.guess(state))
+            view = handout.record_view(conn, state.info, record_id)
+        return handout.with_guess(view, self.models.guess(state))
 
     def find_record(self, project: ProjectKey, external_id: str) -> RecordView:
         """Look a record up by the id it had in the imported file."""
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             rid = handout.record_id_of(conn, state.info, external_id)
-            return handout.record_view(conn, state.info, rid, self.models.guess(state))
+            view = handout.record_view(conn, state.info, rid)
+        return handout.with_guess(view, self.models.guess(state))
 
     def bulk_label(
         self, project: ProjectKey, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
