@@ -64,6 +64,7 @@ class Models:
         self._lock = threading.Lock()
         self._pools: dict[int, Pool] = {}
         self._guesses: dict[int, Guesses] = {}
+        self._computing: dict[int, threading.Lock] = {}
 
     def pool(self, state: ProjectState) -> Pool:
         """The project's embeddings, reloaded only when an import changed them."""
@@ -106,10 +107,27 @@ class Models:
         run_id = state.latest_run_id
         if run_id is None or len(pool.ids) == 0:
             return None
+        pid = state.info.id
         with self._lock:
-            cached = self._guesses.get(state.info.id)
+            cached = self._guesses.get(pid)
+            computing = self._computing.setdefault(pid, threading.Lock())
         if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
             return cached
+        same_pool = cached is not None and cached[1] == pool.data_version
+        # One thread predicts the pool for a new run; meanwhile the others show the previous run's
+        # guesses rather than each predicting 100k rows (or waiting) inside a click.
+        if not computing.acquire(blocking=not same_pool):
+            return cached
+        try:
+            with self._lock:
+                cached = self._guesses.get(pid)
+            if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+                return cached
+            return self._predict_table(pid, run_id, pool)
+        finally:
+            computing.release()
+
+    def _predict_table(self, pid: int, run_id: int, pool: Pool) -> Guesses | None:
         with reading(self.engine) as conn:
             blob = conn.execute(select(ModelRun.model_blob).where(ModelRun.id == run_id)).scalar()
         if blob is None:
@@ -118,13 +136,15 @@ class Models:
         if getattr(classifier, "n_features_in_", pool.vectors.shape[1]) != pool.vectors.shape[1]:
             return None  # trained on another embedding model
         table = guess_table(run_id, pool, classifier.predict_proba(pool.vectors), classifier.classes_)
-        self.remember_guesses(state.info.id, table)
+        self.remember_guesses(pid, table)
         return table
 
     def remember_guesses(self, project_id: int, table: Guesses | None) -> None:
         if table is not None:
             with self._lock:
-                self._guesses[project_id] = table
+                current = self._guesses.get(project_id)
+                if current is None or (table[1], table[0]) >= (current[1], current[0]):  # never go back
+                    self._guesses[project_id] = table
 
     def guesses_of(self, project_id: int) -> Guesses | None:
         with self._lock:
