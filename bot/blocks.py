@@ -8,8 +8,8 @@ record never makes Slack reject the message. ``mrkdwn`` text objects are sent wi
 Slack does not auto-link bare URLs, channel names or ``@here`` either. ``plain_text`` is never parsed by
 Slack, so it is only cut, not escaped.
 
-:func:`validate_message` and :func:`validate_view` check a rendered dict against those limits; the tests
-run every renderer through them.
+:func:`message_problems` and :func:`view_problems` check a rendered dict with slack_sdk's models (see
+:mod:`bot.blockkit`); the tests run every renderer through them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import ids
+from bot import blockkit, ids
 from core.types import (
     AnnotatorStats,
     LabelDef,
@@ -37,17 +37,10 @@ from core.types import (
 # Slack's documented limits (https://api.slack.com/reference/block-kit). Lengths are counted in UTF-16
 # code units (see slack_len), which is never less than the character count Slack documents.
 MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
-MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
-MAX_SECTION_FIELDS = 10
 SECTION_TEXT_LIMIT = 3000
-SECTION_FIELD_LIMIT = 2000
-CONTEXT_TEXT_LIMIT = 3000
 HEADER_LIMIT = 150
 BUTTON_TEXT_LIMIT = 75
-BUTTON_VALUE_LIMIT = 2000
-URL_LIMIT = 3000
 OPTION_TEXT_LIMIT = 75
 OPTION_VALUE_LIMIT = 150
 OPTION_DESCRIPTION_LIMIT = 75
@@ -59,8 +52,6 @@ PLACEHOLDER_LIMIT = 150
 INPUT_LABEL_LIMIT = 2000
 MODAL_TITLE_LIMIT = 24  # also submit and close
 PRIVATE_METADATA_LIMIT = 3000
-ID_LIMIT = 255
-MESSAGE_TEXT_LIMIT = 40000
 
 # Our own choices.
 BUTTON_LIMIT = 5  # label sets up to this size get one button per label, larger ones a select menu
@@ -817,199 +808,20 @@ def home_view(projects: Sequence[tuple[ProjectInfo, ProjectStatus]], user_id: st
 
 # ------------------------------------------------------------------------------------------- validation
 
-_TEXT_KEYS = {"plain_text": {"type", "text", "emoji"}, "mrkdwn": {"type", "text", "verbatim"}}
-
-
-def _check_len(value: Any, limit: int, path: str, problems: list[str], *, required: bool = True) -> None:
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value:
-        problems.append(f"{path}: expected a non-empty string")
-    elif slack_len(value) > limit:
-        problems.append(f"{path}: {slack_len(value)} characters, limit {limit}")
-
-
-def _check_text(obj: Any, limit: int, path: str, problems: list[str], *, plain_only: bool = False) -> None:
-    if not isinstance(obj, Mapping) or obj.get("type") not in _TEXT_KEYS:
-        problems.append(f"{path}: not a plain_text or mrkdwn text object")
-        return
-    if plain_only and obj["type"] != "plain_text":
-        problems.append(f"{path}: must be plain_text")
-    if set(obj) - _TEXT_KEYS[obj["type"]]:
-        problems.append(f"{path}: unexpected keys {sorted(set(obj) - _TEXT_KEYS[obj['type']])}")
-    _check_len(obj.get("text"), limit, f"{path}.text", problems)
-
-
-def _check_options(
-    options: Any, limit: int, path: str, problems: list[str], *, plain_only: bool
-) -> list[Any]:
-    if not isinstance(options, list) or not 1 <= len(options) <= limit:
-        problems.append(f"{path}: expected 1-{limit} options")
-        return []
-    for j, option in enumerate(options):
-        p = f"{path}[{j}]"
-        if not isinstance(option, Mapping):
-            problems.append(f"{p}: not an object")
-            continue
-        _check_text(option.get("text"), OPTION_TEXT_LIMIT, f"{p}.text", problems, plain_only=plain_only)
-        _check_len(option.get("value"), OPTION_VALUE_LIMIT, f"{p}.value", problems)
-        if "description" in option:
-            _check_text(option["description"], OPTION_DESCRIPTION_LIMIT, f"{p}.description", problems,
-                        plain_only=plain_only)
-    return options
-
-
-def _check_element(el: Any, path: str, problems: list[str]) -> None:
-    if not isinstance(el, Mapping):
-        problems.append(f"{path}: not an object")
-        return
-    _check_len(el.get("action_id"), ID_LIMIT, f"{path}.action_id", problems)
-    kind = el.get("type")
-    if kind == "button":
-        _check_text(el.get("text"), BUTTON_TEXT_LIMIT, f"{path}.text", problems, plain_only=True)
-        _check_len(el.get("value"), BUTTON_VALUE_LIMIT, f"{path}.value", problems, required=False)
-        _check_len(el.get("url"), URL_LIMIT, f"{path}.url", problems, required=False)
-        if el.get("style") not in (None, "primary", "danger"):
-            problems.append(f"{path}.style: must be primary or danger")
-    elif kind == "static_select":
-        _check_text(el.get("placeholder"), PLACEHOLDER_LIMIT, f"{path}.placeholder", problems,
-                    plain_only=True)
-        if ("options" in el) == ("option_groups" in el):
-            problems.append(f"{path}: needs exactly one of options and option_groups")
-            return
-        if "options" in el:
-            options = _check_options(el["options"], SELECT_OPTIONS_LIMIT, f"{path}.options", problems,
-                                     plain_only=True)
-        else:
-            groups = el["option_groups"]
-            options = []
-            if not isinstance(groups, list) or not 1 <= len(groups) <= OPTION_GROUPS_LIMIT:
-                problems.append(f"{path}.option_groups: expected 1-{OPTION_GROUPS_LIMIT} groups")
-                groups = []
-            for g, group in enumerate(groups):
-                gp = f"{path}.option_groups[{g}]"
-                if not isinstance(group, Mapping):
-                    problems.append(f"{gp}: not an object")
-                    continue
-                _check_text(group.get("label"), OPTION_GROUP_LABEL_LIMIT, f"{gp}.label", problems,
-                            plain_only=True)
-                options += _check_options(group.get("options"), SELECT_OPTIONS_LIMIT, f"{gp}.options",
-                                          problems, plain_only=True)
-        values = [o.get("value") for o in options if isinstance(o, Mapping)]
-        if len(values) != len(set(values)):
-            problems.append(f"{path}: option values are not unique")
-        if "initial_option" in el and el["initial_option"] not in options:
-            problems.append(f"{path}.initial_option: not one of the options")
-    elif kind == "checkboxes":
-        options = _check_options(el.get("options"), CHECKBOX_OPTIONS_LIMIT, f"{path}.options", problems,
-                                 plain_only=False)
-        for initial in el.get("initial_options", []):
-            if initial not in options:
-                problems.append(f"{path}.initial_options: not one of the options")
-    else:
-        problems.append(f"{path}: unsupported element type {kind!r}")
-
-
-def _check_blocks(blocks: Any, max_blocks: int, surface: str, problems: list[str]) -> None:
-    if not isinstance(blocks, list) or not 1 <= len(blocks) <= max_blocks:
-        problems.append(f"blocks: expected 1-{max_blocks} blocks, got "
-                        f"{len(blocks) if isinstance(blocks, list) else type(blocks).__name__}")
-        return
-    seen: set[str] = set()
-    for i, block in enumerate(blocks):
-        path = f"blocks[{i}]"
-        if not isinstance(block, Mapping):
-            problems.append(f"{path}: not an object")
-            continue
-        if "block_id" in block:
-            _check_len(block["block_id"], ID_LIMIT, f"{path}.block_id", problems)
-            if block["block_id"] in seen:
-                problems.append(f"{path}.block_id: {block['block_id']!r} is used twice")
-            seen.add(block["block_id"])
-        kind = block.get("type")
-        if kind == "section":
-            if "text" not in block and "fields" not in block:
-                problems.append(f"{path}: a section needs text or fields")
-            if "text" in block:
-                _check_text(block["text"], SECTION_TEXT_LIMIT, f"{path}.text", problems)
-            fields = block.get("fields", [])
-            if len(fields) > MAX_SECTION_FIELDS:
-                problems.append(f"{path}.fields: more than {MAX_SECTION_FIELDS}")
-            for f, field in enumerate(fields):
-                _check_text(field, SECTION_FIELD_LIMIT, f"{path}.fields[{f}]", problems)
-            if "accessory" in block:
-                _check_element(block["accessory"], f"{path}.accessory", problems)
-        elif kind == "header":
-            _check_text(block.get("text"), HEADER_LIMIT, f"{path}.text", problems, plain_only=True)
-        elif kind == "context":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
-                problems.append(f"{path}.elements: expected 1-{MAX_CONTEXT_ELEMENTS}")
-                continue
-            for e, element in enumerate(elements):
-                _check_text(element, CONTEXT_TEXT_LIMIT, f"{path}.elements[{e}]", problems)
-        elif kind == "actions":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_ACTIONS_ELEMENTS:
-                problems.append(f"{path}.elements: expected 1-{MAX_ACTIONS_ELEMENTS}")
-                continue
-            action_ids = [el.get("action_id") for el in elements if isinstance(el, Mapping)]
-            if len(action_ids) != len(set(action_ids)):
-                problems.append(f"{path}: action_ids are not unique within the block")
-            for e, element in enumerate(elements):
-                _check_element(element, f"{path}.elements[{e}]", problems)
-        elif kind == "input":
-            if surface == "message":
-                problems.append(f"{path}: input blocks belong in modals")
-            _check_text(block.get("label"), INPUT_LABEL_LIMIT, f"{path}.label", problems, plain_only=True)
-            if "hint" in block:
-                _check_text(block["hint"], INPUT_LABEL_LIMIT, f"{path}.hint", problems, plain_only=True)
-            _check_element(block.get("element"), f"{path}.element", problems)
-        elif kind != "divider":
-            problems.append(f"{path}: unsupported block type {kind!r}")
-
 
 def message_problems(message: Any) -> list[str]:
-    """Every way ``message`` breaks Slack's documented limits (empty when it is fine)."""
-    if not isinstance(message, Mapping):
-        return ["message: not an object"]
-    problems: list[str] = []
-    _check_len(message.get("text"), MESSAGE_TEXT_LIMIT, "text", problems)
-    _check_blocks(message.get("blocks"), MAX_MESSAGE_BLOCKS, "message", problems)
-    return problems
+    """What Slack would reject in ``message`` (see :mod:`bot.blockkit`), and a missing notification
+    ``text``: Slack takes blocks without one, but every message of ours carries one (empty when fine)."""
+    found = blockkit.problems(message, "message")
+    text = message.get("text") if isinstance(message, Mapping) else None
+    if not isinstance(text, str) or not text.strip():
+        found.append("a message needs a notification text [json-pointer:/text]")
+    return found
 
 
 def view_problems(view: Any) -> list[str]:
-    """Every way a modal or home ``view`` breaks Slack's documented limits (empty when it is fine)."""
-    if not isinstance(view, Mapping) or view.get("type") not in ("modal", "home"):
-        return ["view: not a modal or home view"]
-    problems: list[str] = []
-    if view["type"] == "modal":
-        _check_text(view.get("title"), MODAL_TITLE_LIMIT, "title", problems, plain_only=True)
-        for key in ("submit", "close"):
-            if key in view:
-                _check_text(view[key], MODAL_TITLE_LIMIT, key, problems, plain_only=True)
-        blocks = view.get("blocks")
-        if isinstance(blocks, list) and "submit" not in view and any(
-                isinstance(b, Mapping) and b.get("type") == "input" for b in blocks):
-            problems.append("submit: a modal with input blocks needs a submit button")
-    _check_len(view.get("callback_id"), ID_LIMIT, "callback_id", problems, required=False)
-    _check_len(view.get("private_metadata"), PRIVATE_METADATA_LIMIT, "private_metadata", problems,
-               required=False)
-    _check_blocks(view.get("blocks"), MAX_VIEW_BLOCKS, view["type"], problems)
-    return problems
-
-
-def validate_message(message: Any) -> None:
-    """Raise ``ValueError`` listing every problem :func:`message_problems` finds."""
-    if problems := message_problems(message):
-        raise ValueError("Invalid Slack message:\n" + "\n".join(problems))
-
-
-def validate_view(view: Any) -> None:
-    """Raise ``ValueError`` listing every problem :func:`view_problems` finds."""
-    if problems := view_problems(view):
-        raise ValueError("Invalid Slack view:\n" + "\n".join(problems))
+    """What Slack would reject in a modal or home ``view`` (see :mod:`bot.blockkit`); empty when fine."""
+    return blockkit.problems(view, "view")
 
 
 # ------------------------------------------------------------------------------------- crowd and review

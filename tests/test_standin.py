@@ -256,6 +256,10 @@ def test_views_are_validated(standin, client):
         client.views_open(trigger_id=standin.new_trigger_id("U1"), view=too_many)
     assert err.value.response["error"] == "invalid_blocks"
     with pytest.raises(SlackApiError) as err:
+        client.views_open(trigger_id=standin.new_trigger_id("U1"), view=modal(blocks=[section("")]))
+    assert err.value.response["error"] == "invalid_blocks"
+    assert "[json-pointer:/view/blocks/0/text/text]" in err.value.response["errors"][0]
+    with pytest.raises(SlackApiError) as err:
         client.views_open(trigger_id=standin.new_trigger_id("U1"), view=modal("x" * 25))
     assert err.value.response["error"] == "invalid_arguments"
     input_block = {
@@ -464,7 +468,8 @@ def test_validate_blocks_reports_slack_style_problems():
     assert "duplicate action_id" in joined
     assert "unsupported type: secton" in joined
     assert "duplicate block_id" in joined
-    assert "/blocks/4/text/text" in joined
+    assert "text attribute cannot exceed 150 characters [json-pointer:/blocks/4]" in joined
+    assert len(problems) == 4
     assert validate_blocks("not a list")
 
 

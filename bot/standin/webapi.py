@@ -1,4 +1,5 @@
-"""An in-memory Slack Web API stand-in served over HTTP on loopback (stdlib only).
+"""An in-memory Slack Web API stand-in served over HTTP on loopback (stdlib, and slack_sdk's models to
+validate Block Kit).
 
 ``SlackStandIn`` answers the Web API methods a bolt app uses (``chat.*``, ``views.*``,
 ``conversations.*``, ``users.*``, the three-step ``files_upload_v2`` flow and ``response_url``
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bot import blockkit
+
 logger = logging.getLogger(__name__)
 
 TEAM_ID = "T0001"
@@ -42,8 +45,6 @@ BOT_NAME = "labelbot"
 DEFAULT_BOT_TOKEN = "xoxb-test"
 DEFAULT_SCOPES = ("chat:write", "commands", "files:write", "im:write", "users:read", "channels:history")
 
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
 MAX_MESSAGE_TEXT = 40_000
 MAX_MODAL_STACK = 3
 RESPONSE_URL_USES = 5
@@ -55,14 +56,6 @@ _TS_STEP_MICROS = 100
 
 # Keys that slack_sdk sends JSON-encoded inside form bodies.
 _JSON_PARAMS = ("blocks", "attachments", "view", "files", "metadata", "user_auth_blocks")
-
-_BLOCK_TYPES = frozenset({
-    "actions", "context", "context_actions", "divider", "file", "header", "image", "input",
-    "markdown", "rich_text", "section", "table", "video", "call",
-})
-_OPTION_ELEMENTS = frozenset({
-    "static_select", "multi_static_select", "radio_buttons", "checkboxes", "overflow",
-})
 
 
 @dataclass(frozen=True)
@@ -113,145 +106,9 @@ class _Fault:
 # --------------------------------------------------------------------------- block validation
 
 
-def validate_blocks(blocks: Any, max_blocks: int = MAX_MESSAGE_BLOCKS, pointer: str = "/blocks") -> list[str]:
-    """Coarse Block Kit checks Slack applies; returns Slack-style messages, empty when valid.
-
-    Catches the bot bugs Slack would reject: too many blocks, unknown block types, empty or
-    over-long texts, duplicate ``block_id``/``action_id``, too many elements or options.
-    """
-    if not isinstance(blocks, list):
-        return [f"must be an array [json-pointer:{pointer}]"]
-    errors: list[str] = []
-    if len(blocks) > max_blocks:
-        errors.append(f"no more than {max_blocks} items allowed [json-pointer:{pointer}]")
-    block_ids: set[str] = set()
-    for i, block in enumerate(blocks):
-        where = f"{pointer}/{i}"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            errors.append(f"must be an object with a type [json-pointer:{where}]")
-            continue
-        kind = block["type"]
-        if kind not in _BLOCK_TYPES:
-            errors.append(f"unsupported type: {kind} [json-pointer:{where}/type]")
-            continue
-        block_id = block.get("block_id")
-        if block_id is not None:
-            if not isinstance(block_id, str) or not 0 < len(block_id) <= 255:
-                errors.append(f"must be a string of 1 to 255 characters [json-pointer:{where}/block_id]")
-            elif block_id in block_ids:
-                errors.append(f"duplicate block_id {block_id!r} [json-pointer:{where}/block_id]")
-            else:
-                block_ids.add(block_id)
-        errors.extend(_validate_block(block, kind, where))
-    return errors
-
-
-def _validate_block(block: dict, kind: str, where: str) -> list[str]:
-    errors: list[str] = []
-    if kind == "section":
-        if "text" not in block and "fields" not in block:
-            errors.append(f"must provide text or fields [json-pointer:{where}]")
-        if "text" in block:
-            errors += _validate_text(block["text"], 3000, f"{where}/text")
-        if "fields" in block:
-            fields = block["fields"]
-            if not isinstance(fields, list) or not 0 < len(fields) <= 10:
-                errors.append(f"must be an array of 1 to 10 items [json-pointer:{where}/fields]")
-            else:
-                for j, fld in enumerate(fields):
-                    errors += _validate_text(fld, 2000, f"{where}/fields/{j}")
-        if "accessory" in block:
-            errors += _validate_elements([block["accessory"]], f"{where}/accessory", single=True)
-    elif kind == "header":
-        errors += _validate_text(block.get("text"), 150, f"{where}/text", plain_only=True)
-    elif kind == "actions":
-        errors += _validate_element_list(block.get("elements"), 25, f"{where}/elements")
-    elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 10:
-            errors.append(f"must be an array of 1 to 10 items [json-pointer:{where}/elements]")
-        else:
-            for j, el in enumerate(elements):
-                if isinstance(el, dict) and el.get("type") in ("plain_text", "mrkdwn"):
-                    errors += _validate_text(el, 3000, f"{where}/elements/{j}")
-    elif kind == "input":
-        errors += _validate_text(block.get("label"), 2000, f"{where}/label", plain_only=True)
-        if not isinstance(block.get("element"), dict):
-            errors.append(f"must provide an element [json-pointer:{where}/element]")
-        else:
-            errors += _validate_elements([block["element"]], f"{where}/element", single=True)
-    elif kind == "image":
-        if not block.get("image_url") and not block.get("slack_file"):
-            errors.append(f"must provide image_url or slack_file [json-pointer:{where}]")
-        if not isinstance(block.get("alt_text"), str) or not block["alt_text"]:
-            errors.append(f"must provide alt_text [json-pointer:{where}/alt_text]")
-    return errors
-
-
-def _validate_text(obj: Any, max_len: int, where: str, plain_only: bool = False) -> list[str]:
-    allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
-    if not isinstance(obj, dict) or obj.get("type") not in allowed:
-        return [f"must be a text object of type {' or '.join(allowed)} [json-pointer:{where}]"]
-    text = obj.get("text")
-    if not isinstance(text, str) or not text:
-        return [f"must be more than 0 characters [json-pointer:{where}/text]"]
-    if len(text) > max_len:
-        return [f"must be less than {max_len + 1} characters [json-pointer:{where}/text]"]
-    return []
-
-
-def _validate_element_list(elements: Any, max_items: int, where: str) -> list[str]:
-    if not isinstance(elements, list) or not 0 < len(elements) <= max_items:
-        return [f"must be an array of 1 to {max_items} items [json-pointer:{where}]"]
-    return _validate_elements(elements, where)
-
-
-def _validate_elements(elements: list, where: str, single: bool = False) -> list[str]:
-    errors: list[str] = []
-    action_ids: set[str] = set()
-    for j, el in enumerate(elements):
-        at = where if single else f"{where}/{j}"
-        if not isinstance(el, dict) or not isinstance(el.get("type"), str):
-            errors.append(f"must be an object with a type [json-pointer:{at}]")
-            continue
-        action_id = el.get("action_id")
-        if action_id is not None:
-            if not isinstance(action_id, str) or not 0 < len(action_id) <= 255:
-                errors.append(f"must be a string of 1 to 255 characters [json-pointer:{at}/action_id]")
-            elif action_id in action_ids:
-                errors.append(f"duplicate action_id {action_id!r} [json-pointer:{at}/action_id]")
-            else:
-                action_ids.add(action_id)
-        if el["type"] == "button":
-            errors += _validate_text(el.get("text"), 75, f"{at}/text", plain_only=True)
-            value = el.get("value")
-            if value is not None and (not isinstance(value, str) or len(value) > 2000):
-                errors.append(f"must be a string of at most 2000 characters [json-pointer:{at}/value]")
-        elif el["type"] in _OPTION_ELEMENTS:
-            errors += _validate_options(el, at)
-    return errors
-
-
-def _validate_options(el: dict, at: str) -> list[str]:
-    options = el.get("options")
-    if options is None:
-        if el["type"].endswith("static_select") and isinstance(el.get("option_groups"), list):
-            return []
-        return [f"must provide options [json-pointer:{at}/options]"]
-    limit = (2, 5) if el["type"] == "overflow" else (1, 100)
-    if not isinstance(options, list) or not limit[0] <= len(options) <= limit[1]:
-        return [f"must be an array of {limit[0]} to {limit[1]} items [json-pointer:{at}/options]"]
-    errors: list[str] = []
-    plain_only = el["type"] in ("static_select", "multi_static_select", "overflow")
-    for k, opt in enumerate(options):
-        if not isinstance(opt, dict):
-            errors.append(f"must be an option object [json-pointer:{at}/options/{k}]")
-            continue
-        errors += _validate_text(opt.get("text"), 75, f"{at}/options/{k}/text", plain_only=plain_only)
-        value = opt.get("value")
-        if not isinstance(value, str) or len(value) > 150:
-            errors.append(f"must be a string of at most 150 characters [json-pointer:{at}/options/{k}/value]")
-    return errors
+def validate_blocks(blocks: Any) -> list[str]:
+    """Slack-style problems with a message's ``blocks`` (:func:`bot.blockkit.problems`), empty when valid."""
+    return blockkit.problems({"blocks": blocks}, "message")
 
 
 def _short_id(*parts: Any) -> str:
@@ -1059,7 +916,7 @@ class SlackStandIn:
             if not isinstance(blocks, list):
                 raise StandInError("invalid_blocks_format", status=status,
                                    detail="blocks must be a JSON array")
-            problems = validate_blocks(blocks, MAX_MESSAGE_BLOCKS)
+            problems = validate_blocks(blocks)
             if problems:
                 raise StandInError("invalid_blocks", status=status, errors=problems,
                                    response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
@@ -1303,24 +1160,12 @@ class SlackStandIn:
             raise StandInError("invalid_arguments", detail="view must be a JSON object")
         if view.get("type") not in kinds:
             raise StandInError("invalid_arguments", detail=f"view type must be {' or '.join(kinds)}")
-        problems = validate_blocks(view.get("blocks", []), MAX_VIEW_BLOCKS, "/view/blocks")
+        problems = blockkit.problems(view, "view")
         if problems:
-            raise StandInError("invalid_blocks", errors=problems,
+            # Blocks get invalid_blocks (as for messages), the view's own fields invalid_arguments.
+            blocks_wrong = any("[json-pointer:/view/blocks" in p for p in problems)
+            raise StandInError("invalid_blocks" if blocks_wrong else "invalid_arguments", errors=problems,
                                response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
-        if view["type"] == "modal":
-            checks = [("title", True)] + [(k, False) for k in ("submit", "close")]
-            for key, required in checks:
-                if key in view or required:
-                    issue = _validate_text(view.get(key), 24, f"/view/{key}", plain_only=True)
-                    if issue:
-                        raise StandInError("invalid_arguments", detail=issue[0])
-            has_input = any(isinstance(b, dict) and b.get("type") == "input" for b in view.get("blocks", []))
-            if has_input and "submit" not in view:
-                raise StandInError("invalid_arguments",
-                                   detail="must provide a submit property when using input blocks")
-        for key, limit in (("private_metadata", 3000), ("callback_id", 255), ("external_id", 255)):
-            if key in view and (not isinstance(view[key], str) or len(view[key]) > limit):
-                raise StandInError("invalid_arguments", detail=f"{key} must be at most {limit} characters")
         return view
 
     def _view_object(self, view: dict, view_id: str, *, root: str | None, previous: str | None) -> dict:
