@@ -428,11 +428,11 @@ def serve(
         return
     transport = bot_settings.transport(force_http=http)
     bot_settings.check(transport)
-    service = LabelingService(load_settings(), background=True)
     from core.trainer import ProcessTrainer
 
+    settings = load_settings()
     # Background retrains run in a worker process: they never hold this process's GIL (docs/benchmarks.md).
-    service.trainer = ProcessTrainer(service.settings)
+    service = LabelingService(settings, background=True, trainer=ProcessTrainer(settings))
     # Load the embedding model now, off the request threads, so the first search is not slow.
     threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
     slack_app = create_app(bot_settings, service)
@@ -456,8 +456,7 @@ def serve(
         pass
     finally:
         scheduler.shutdown(wait=False)
-        service.close()
-        service.trainer.close()
+        service.close()  # also ends the training worker
 
 
 # ------------------------------------------------------------------ demo and playground (issue 6)
