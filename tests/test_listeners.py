@@ -13,24 +13,31 @@ tests/test_scheduler.py (real App, signed HTTP, the Slack stand-in).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from unittest.mock import Mock, create_autospec
 
 import pytest
-from slack_bolt import Ack, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
+from sqlalchemy import select
 
 from bot import blocks, ids
 from bot import scheduler as sched
 from bot.labeling import Labeling
-from bot.listeners import commands, events, review, views
+from bot.listeners import actions, commands, events, review, views
 from bot.scheduler import LabelScheduler, SchedulerSettings
+from bot.standin import action_from_blocks
 from core.embeddings import HashingEmbedder
 from core.io import ImportRow
+from core.models import Annotation, Skip
 from core.service import LabelingService
+from core.store import read_session
+from core.types import LabelDef, RecordView
 from tests.conftest import make_settings
 
 ADMIN, ALICE, BOB = "UADMIN", "UALICE", "UBOB"
@@ -240,6 +247,486 @@ def test_admin_commands_are_refused_to_others_before_anything_is_touched(text: s
     )
 
 
+# ------------------------------------------------------------------------------------------ card clicks
+
+CARD_TS = "1700000000.000200"
+
+
+def click_body(user: str = ALICE) -> dict:
+    """The ``block_actions`` body of a click on the card at ``CARD_TS`` in ``user``'s DM."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "trigger_id": "T1",
+        "container": {"type": "message", "channel_id": DM[user], "message_ts": CARD_TS},
+    }
+
+
+def buttons_of(message: dict) -> dict[str, str]:
+    """Text → value of every button in a message's actions blocks."""
+    return {
+        e["text"]["text"]: e["value"]
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["type"] == "button"
+    }
+
+
+def button(message: dict, text: str) -> dict:
+    """The ``actions[0]`` Slack sends when the button labeled ``text`` is clicked."""
+    element = next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["type"] == "button" and e["text"]["text"] == text
+    )
+    return action_from_blocks(message, element["action_id"], value=element["value"])
+
+
+def click(
+    listener: Callable[..., None],
+    context: BoltContext,
+    client: Mock,
+    action: dict,
+    *,
+    user: str = ALICE,
+    ack: Mock | None = None,
+) -> Mock:
+    """A click through a storing listener (called as bolt calls it); returns the ack mock."""
+    ack = ack or fake_ack()
+    listener(ack=ack, body=click_body(user), action=action, client=client, context=context)
+    return ack
+
+
+def watching_ack(client: Mock, look: Callable[[], object]) -> tuple[Mock, list[tuple[object, list]]]:
+    """An ack that records, each time it is called, what ``look()`` returns and the client calls so far."""
+    seen: list[tuple[object, list]] = []
+    ack = fake_ack()
+    ack.side_effect = lambda *args, **kwargs: seen.append((look(), list(client.method_calls)))
+    return ack, seen
+
+
+def stored(service: LabelingService) -> set[tuple]:
+    """Every answer in the database: (record id, annotator, label, source)."""
+    with read_session(service.engine) as session:
+        return {
+            tuple(row)
+            for row in session.execute(
+                select(Annotation.record_id, Annotation.annotator, Annotation.label, Annotation.source)
+            )
+        }
+
+
+def skipped(service: LabelingService) -> set[tuple]:
+    """Every skip in the database: (record id, annotator)."""
+    with read_session(service.engine) as session:
+        return {tuple(row) for row in session.execute(select(Skip.record_id, Skip.annotator))}
+
+
+def card_for(service: LabelingService, user: str = ALICE, project: str = "demo") -> tuple[RecordView, dict]:
+    """``user``'s next record and the label card the bot would DM them for it."""
+    [record] = service.next_records(project, user, 1)
+    return record, blocks.label_card(service.get_project(project), record, nonce="n1")
+
+
+def demo_ref(service: LabelingService) -> dict:
+    """The demo project as values name it (``project_id``, ``project_name`` keywords of ``ids.encode_*``)."""
+    project = service.get_project("demo")
+    return {"project_id": project.id, "project_name": project.name}
+
+
+def card_update(client: Mock) -> dict:
+    """The one ``chat.update`` call, checked to be on the clicked card."""
+    client.chat_update.assert_called_once()
+    update = client.chat_update.call_args.kwargs
+    assert (update["channel"], update["ts"]) == (DM[ALICE], CARD_TS)
+    assert blocks.message_problems(update) == []
+    return update
+
+
+def next_card(client: Mock, service: LabelingService, index: int = -1) -> RecordView:
+    """The record of a label card the bot DMed to alice, checked against what its buttons carry."""
+    posted = client.chat_postMessage.call_args_list[index].kwargs
+    assert posted["channel"] == DM[ALICE]
+    assert blocks.message_problems(posted) == []
+    values = buttons_of(posted)
+    assert set(values) == {"spam", "ham", "Skip", "Show similar"}
+    record = service.get_record("demo", ids.parse_label_value(values["spam"]).record_id)
+    assert record.text in texts_of(posted["blocks"])
+    return record
+
+
+def test_a_label_click_is_stored_before_the_ack_then_answers_the_card_and_sends_the_next(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(actions.on_label, context, client, button(card, "spam"), ack=ack)
+    ack.assert_called_once_with()
+    # When Slack got its 200 the answer was committed, and nothing had been sent to Slack yet.
+    assert seen == [({(record.record_id, ALICE, "spam", "slack")}, [])]
+    update = card_update(client)
+    shown = texts_of(update)
+    assert record.text in shown
+    assert f"Labeled *spam* by <@{ALICE}> · this record is complete" in shown
+    assert buttons_of(update) == {
+        "Undo": ids.encode_record_value(record_id=record.record_id, **demo_ref(svc))
+    }
+    client.conversations_open.assert_called_once_with(users=ALICE)
+    client.chat_postMessage.assert_called_once()
+    following = next_card(client, svc)
+    assert following.record_id != record.record_id and following.text in TEXTS
+
+
+def test_a_pick_from_the_label_menu_is_stored(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    names = [f"topic{i}" for i in range(blocks.BUTTON_LIMIT + 2)]
+    svc.create_project("many", names)
+    svc.import_rows("many", [ImportRow(line=2, external_id="a", text="alpha beta gamma")])
+    record, card = card_for(svc, project="many")
+    [menu] = [
+        e
+        for b in card["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["type"] == "static_select"
+    ]
+    assert menu["action_id"] == ids.ACTION_LABEL_SELECT
+    value = next(o["value"] for o in menu["options"] if o["text"]["text"] == "topic5")
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(
+        actions.on_label,
+        context,
+        client,
+        action_from_blocks(card, menu["action_id"], selected_value=value),
+        ack=ack,
+    )
+    assert seen == [({(record.record_id, ALICE, "topic5", "slack")}, [])]
+    update = card_update(client)
+    assert "alpha beta gamma" in texts_of(update) and f"Labeled *topic5* by <@{ALICE}>" in texts_of(update)
+    assert "Nothing left to label in many" in said(client.chat_postMessage)
+
+
+def test_the_same_click_twice_stores_one_answer_and_a_different_label_changes_it(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    spam, ham = button(card, "spam"), button(card, "ham")
+    click(actions.on_label, context, client, spam)
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(actions.on_label, context, client, spam, ack=ack)
+    ack.assert_called_once_with()
+    assert seen[0][0] == stored(svc) == {(record.record_id, ALICE, "spam", "slack")}
+    assert svc.status("demo").annotations == 1
+    assert client.chat_update.call_count == 2  # the card is re-rendered, still answered
+    assert f"Labeled *spam* by <@{ALICE}>" in said(client.chat_update)
+    client.chat_postMessage.assert_called_once()  # no second next card
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(actions.on_label, context, client, ham, ack=ack)
+    assert seen[0][0] == stored(svc) == {(record.record_id, ALICE, "ham", "slack")}
+    assert client.chat_update.call_count == 3
+    assert f"Labeled *ham* by <@{ALICE}>" in said(client.chat_update)
+    assert svc.status("demo").label_counts == {"spam": 0, "ham": 1}
+
+
+def _deleted_project(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    svc.delete_project("demo")
+    return button(card, "spam")
+
+
+def _other_project_name(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    value = ids.encode_label_value(demo_ref(svc)["project_id"], "gone", record.record_id, 0, "spam")
+    return {**button(card, "spam"), "value": value}
+
+
+def _labels_reordered(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    old = replace(svc.get_project("demo"), labels=(LabelDef("ham"), LabelDef("spam")))
+    return button(blocks.label_card(old, record, nonce="n0"), "ham")
+
+
+def _label_removed(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    project = svc.get_project("demo")
+    old = replace(project, labels=(*project.labels, LabelDef("maybe")))
+    return button(blocks.label_card(old, record, nonce="n0"), "maybe")
+
+
+def _forged(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    return {**button(card, "spam"), "value": "l1:1:deadbeef:1:0"}
+
+
+def _unknown_record(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    return {
+        **button(card, "spam"),
+        "value": ids.encode_label_value(**demo_ref(svc), record_id=999_999, label_index=0, label="spam"),
+    }
+
+
+def _complete_record(svc: LabelingService, record: RecordView, card: dict) -> dict:
+    svc.record_answer("demo", record.record_id, BOB, "ham")  # one answer per record: bob's completes it
+    return button(card, "spam")
+
+
+@pytest.mark.parametrize(
+    ("make_click", "reason"),
+    [
+        (_deleted_project, "This project no longer exists."),
+        (_other_project_name, "This project no longer exists."),
+        (_labels_reordered, "The label set changed since this card was sent."),
+        (_label_removed, "The label set changed since this card was sent."),
+        (_forged, "This card is out of date."),
+        (_unknown_record, "Record 999999 is not in project 'demo' (was it deleted?)."),
+        (_complete_record, "already has all the answers it needs."),
+    ],
+    ids=[
+        "deleted project",
+        "other project",
+        "labels reordered",
+        "label removed",
+        "forged",
+        "no such record",
+        "record complete",
+    ],
+)
+def test_a_stale_label_click_is_acked_stores_nothing_and_says_why(
+    make_click: Callable[[LabelingService, RecordView, dict], dict],
+    reason: str,
+    svc: LabelingService,
+    context: BoltContext,
+    client: Mock,
+) -> None:
+    record, card = card_for(svc)
+    action = make_click(svc, record, card)
+    before = stored(svc)
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(actions.on_label, context, client, action, ack=ack)
+    ack.assert_called_once_with()
+    assert seen == [(before, [])]
+    assert stored(svc) == before and (record.record_id, ALICE) not in {a[:2] for a in before}
+    update = card_update(client)
+    assert reason in texts_of(update)
+    assert buttons_of(update) == {}  # a stale card takes no more clicks
+    client.chat_postMessage.assert_not_called()
+
+
+def test_skip_is_stored_before_the_ack_then_marks_the_card_and_sends_the_next(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    ack, seen = watching_ack(client, lambda: skipped(svc))
+    click(actions.on_skip, context, client, button(card, "Skip"), ack=ack)
+    ack.assert_called_once_with()
+    assert seen == [({(record.record_id, ALICE)}, [])]
+    update = card_update(client)
+    assert "Skipped: you won't be asked about this record again." in texts_of(update)
+    assert record.text in texts_of(update) and buttons_of(update) == {}
+    client.chat_postMessage.assert_called_once()
+    assert next_card(client, svc).record_id != record.record_id
+    assert stored(svc) == set()
+
+
+def test_undo_removes_the_answer_before_the_ack_and_restores_the_card_once(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    click(actions.on_label, context, client, button(card, "spam"))
+    undo = button(client.chat_update.call_args.kwargs, "Undo")
+    client.reset_mock()
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    click(actions.on_undo, context, client, undo, ack=ack)
+    ack.assert_called_once_with()
+    assert seen == [(set(), [])]
+    update = card_update(client)
+    assert record.text in texts_of(update) and "Labeled" not in texts_of(update)
+    values = buttons_of(update)
+    assert set(values) == {"spam", "ham", "Skip", "Show similar"}
+    assert ids.parse_label_value(values["spam"]).record_id == record.record_id
+    client.chat_postMessage.assert_not_called()
+    # A second click on the same Undo: acked, and alice's other answer is left alone.
+    [other] = answer(svc, (ALICE, "ham"))
+    client.reset_mock()
+    ack = click(actions.on_undo, context, client, undo)
+    ack.assert_called_once_with()
+    assert stored(svc) == {(other, ALICE, "ham", "slack")}
+    assert client.method_calls == []
+
+
+@pytest.mark.parametrize("control", ["Skip", "Undo"])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("deleted", "This project no longer exists."), ("r1:1:deadbeef:x", "This card is out of date.")],
+    ids=["deleted project", "forged"],
+)
+def test_a_stale_skip_or_undo_is_acked_and_says_why(
+    control: str, value: str, reason: str, svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    svc.record_answer("demo", record.record_id, ALICE, "spam")
+    project = svc.get_project("demo")
+    if control == "Undo":
+        card = blocks.answered_card(project, record, label="spam", user_id=ALICE, nonce="n2", complete=True)
+    action = button(card, control)
+    if value == "deleted":
+        svc.delete_project("demo")
+    else:
+        action["value"] = value
+    before = (stored(svc), skipped(svc))
+    listener = actions.on_skip if control == "Skip" else actions.on_undo
+    ack, seen = watching_ack(client, lambda: (stored(svc), skipped(svc)))
+    click(listener, context, client, action, ack=ack)
+    ack.assert_called_once_with()
+    assert seen == [(before, [])]
+    assert (stored(svc), skipped(svc)) == before
+    assert reason in texts_of(card_update(client))
+    client.chat_postMessage.assert_not_called()
+
+
+@pytest.mark.parametrize("listener", ["on_label", "on_skip", "on_undo"])
+def test_a_failed_write_is_not_acked(
+    listener: str, svc: LabelingService, context: BoltContext, client: Mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database write raises something unexpected: no ack, so Slack shows an error instead of the bot
+    having acked an answer it did not store."""
+    record, card = card_for(svc)
+    if listener == "on_undo":
+        svc.record_answer("demo", record.record_id, ALICE, "spam")
+        card = blocks.answered_card(
+            svc.get_project("demo"), record, label="spam", user_id=ALICE, nonce="n2", complete=True
+        )
+    method, control = {
+        "on_label": ("record_answer", "ham"),
+        "on_skip": ("skip", "Skip"),
+        "on_undo": ("undo", "Undo"),
+    }[listener]
+    failing = Mock(side_effect=RuntimeError("disk I/O error"))
+    monkeypatch.setattr(svc, method, failing)
+    before = (stored(svc), skipped(svc))
+    ack = fake_ack()
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        click(getattr(actions, listener), context, client, button(card, control), ack=ack)
+    failing.assert_called_once()
+    assert ack.call_count == 0
+    assert client.method_calls == []
+    assert (stored(svc), skipped(svc)) == before
+
+
+# ------------------------------------------------------------------------------------------ ack-first clicks
+
+
+def registered_actions() -> dict[object, Callable[..., None]]:
+    """What ``actions.register`` hands bolt: action id (or pattern) → listener."""
+    app = Mock(App)
+    actions.register(app)
+    keys = [c.args[0] for c in app.action.call_args_list]
+    listeners = [c.args[0] for c in app.action.return_value.call_args_list]
+    assert len(keys) == len(listeners)
+    return dict(zip(keys, listeners, strict=True))
+
+
+def test_storing_clicks_are_registered_bare_and_the_rest_ack_first() -> None:
+    listeners = registered_actions()
+    assert listeners[ids.LABEL_CHOICE_RE] is actions.on_label
+    assert listeners[ids.ACTION_LABEL_SELECT] is actions.on_label
+    assert listeners[ids.ACTION_SKIP] is actions.on_skip
+    assert listeners[ids.ACTION_UNDO] is actions.on_undo
+    for action_id, bare in (
+        (ids.ACTION_SHOW_SIMILAR, actions.on_show_similar),
+        (ids.ACTION_START_LABELING, actions.on_start_labeling),
+        (ids.ACTION_LABEL_N_NOW, actions.on_label_n_now),
+    ):
+        wrapped = listeners[action_id]
+        assert wrapped is not bare and wrapped.__name__ == bare.__name__
+        assert "ack" in inspect.signature(wrapped).parameters  # bolt passes ack to the wrapper
+
+
+def ack_first_click(action_id: str, context: BoltContext, client: Mock, action: dict) -> tuple[Mock, list]:
+    """A click through the listener ``register`` wraps with ack_first, with every argument bolt passes."""
+    ack, seen = watching_ack(client, lambda: None)
+    registered_actions()[action_id](
+        ack=ack,
+        body=click_body(),
+        client=client,
+        context=context,
+        action=action,
+        command=None,
+        event=None,
+        view=None,
+        respond=None,
+        say=None,
+    )
+    ack.assert_called_once_with()
+    return ack, seen
+
+
+def test_show_similar_acks_first_then_opens_the_modal(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record, card = card_for(svc)
+    _, seen = ack_first_click(ids.ACTION_SHOW_SIMILAR, context, client, button(card, "Show similar"))
+    assert seen == [(None, [])]
+    client.views_open.assert_called_once()
+    opened = client.views_open.call_args.kwargs
+    assert opened["trigger_id"] == "T1"
+    view = opened["view"]
+    assert view["callback_id"] == ids.CALLBACK_SIMILAR_MODAL and record.text in texts_of(view)
+    meta = ids.parse_modal_metadata(view["private_metadata"])
+    assert (meta.record_id, meta.channel, meta.message_ts) == (record.record_id, DM[ALICE], CARD_TS)
+    client.chat_update.assert_not_called()
+
+
+def test_show_similar_on_a_deleted_project_marks_the_card_stale(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    _, card = card_for(svc)
+    svc.delete_project("demo")
+    _, seen = ack_first_click(ids.ACTION_SHOW_SIMILAR, context, client, button(card, "Show similar"))
+    assert seen == [(None, [])]
+    assert "This project no longer exists." in texts_of(card_update(client))
+    client.views_open.assert_not_called()
+
+
+def test_start_labeling_acks_first_then_dms_a_card(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    home = blocks.home_view([(svc.get_project("demo"), svc.status("demo"))], ALICE)
+    action = action_from_blocks(home, ids.ACTION_START_LABELING)
+    _, seen = ack_first_click(ids.ACTION_START_LABELING, context, client, action)
+    assert seen == [(None, [])]
+    client.chat_postMessage.assert_called_once()
+    assert next_card(client, svc).text in TEXTS
+    svc.delete_project("demo")
+    client.reset_mock()
+    ack_first_click(ids.ACTION_START_LABELING, context, client, action)  # acked; a stale button does nothing
+    assert client.method_calls == []
+
+
+def test_label_n_now_acks_first_then_dms_that_many_cards(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    prompt = blocks.prompt_message(svc.get_project("demo"), waiting=8, accuracy=None, n=3, minutes=2)
+    _, seen = ack_first_click(ids.ACTION_LABEL_N_NOW, context, client, button(prompt, "Label 3 now"))
+    assert seen == [(None, [])]
+    assert client.chat_postMessage.call_count == 3
+    assert len({next_card(client, svc, i).record_id for i in range(3)}) == 3
+
+
+def test_label_n_now_caps_a_forged_count(svc: LabelingService, client: Mock) -> None:
+    service = Mock(LabelingService)
+    service.get_project.return_value = svc.get_project("demo")
+    service.next_records.return_value = []
+    context = BoltContext({"labeling": make_labeling(service)})
+    value = ids.encode_label_n_value(**demo_ref(svc), n=5000)
+    ack_first_click(
+        ids.ACTION_LABEL_N_NOW, context, client, {"action_id": ids.ACTION_LABEL_N_NOW, "value": value}
+    )
+    service.next_records.assert_called_once_with(
+        demo_ref(svc)["project_id"], ALICE, actions.MAX_CARDS_PER_CLICK
+    )
+    assert "Nothing left to label in demo" in said(client.chat_postMessage)
+
+
 # ------------------------------------------------------------------------------------------ views
 
 
@@ -274,8 +761,10 @@ def search_view(svc: LabelingService, query: str = "free prize") -> tuple[dict, 
     return view, listed
 
 
-def submit(context: BoltContext, client: Mock, view: dict, user: str = ALICE) -> Mock:
-    ack = fake_ack()
+def submit(
+    context: BoltContext, client: Mock, view: dict, user: str = ALICE, ack: Mock | None = None
+) -> Mock:
+    ack = ack or fake_ack()
     views.on_bulk_label(
         ack=ack,
         body={"type": "view_submission", "user": {"id": user}, "view": view},
@@ -326,6 +815,28 @@ def test_bulk_label_stores_the_answers_and_dms_a_summary(
     assert text_of(client.chat_postMessage) == "Labeled 2 records in demo as spam."
 
 
+def test_bulk_label_commits_before_the_ack(svc: LabelingService, context: BoltContext, client: Mock) -> None:
+    view, listed = search_view(svc)
+    ack, seen = watching_ack(client, lambda: stored(svc))
+    submit(context, client, submission(view, listed[:2], "ham"), ack=ack)
+    ack.assert_called_once_with()
+    assert seen == [({(rid, ALICE, "ham", "slack") for rid in listed[:2]}, [])]  # stored; no DM yet
+    client.chat_postMessage.assert_called_once()
+
+
+def test_bulk_label_that_fails_to_write_is_not_acked(
+    svc: LabelingService, context: BoltContext, client: Mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view, listed = search_view(svc)
+    failing = Mock(side_effect=RuntimeError("disk I/O error"))
+    monkeypatch.setattr(svc, "bulk_label", failing)
+    ack = fake_ack()
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        submit(context, client, submission(view, listed[:2], "spam"), ack=ack)
+    failing.assert_called_once()
+    assert ack.call_count == 0 and client.method_calls == [] and stored(svc) == set()
+
+
 # ------------------------------------------------------------------------------------------ review
 
 
@@ -340,7 +851,9 @@ def crowd(tmp_path: Path) -> Iterator[LabelingService]:
     service.close()
 
 
-def review_click(crowd: LabelingService, client: Mock, user: str, label: str) -> Mock:
+def review_click(
+    crowd: LabelingService, client: Mock, user: str, label: str, ack: Mock | None = None
+) -> Mock:
     [item] = crowd.review_queue("demo", 5)
     card = blocks.review_card(crowd.get_project("demo"), item, nonce="n1")
     button = next(
@@ -350,7 +863,7 @@ def review_click(crowd: LabelingService, client: Mock, user: str, label: str) ->
         for e in b["elements"]
         if e["type"] == "button" and e["text"]["text"] == label
     )
-    ack = fake_ack()
+    ack = ack or fake_ack()
     body = {
         "type": "block_actions",
         "user": {"id": user},
@@ -379,6 +892,29 @@ def test_an_admins_review_pick_is_stored_as_gold_and_the_card_updated(
     assert (update["channel"], update["ts"]) == (DM[ADMIN], "1700000000.000100")
     assert "Gold label *spam*" in texts_of(update)
     client.chat_postEphemeral.assert_not_called()
+
+
+def test_a_review_pick_is_committed_before_the_ack(crowd: LabelingService, client: Mock) -> None:
+    record_id = crowd.find_record("demo", "0").record_id
+    ack, seen = watching_ack(client, lambda: (crowd.final_labels("demo"), stored(crowd)))
+    review_click(crowd, client, ADMIN, "ham", ack=ack)
+    answers = {(record_id, ALICE, "spam", "slack"), (record_id, BOB, "ham", "slack")}
+    gold = (record_id, ADMIN, "ham", "review")
+    assert seen == [(({"0": "ham"}, answers | {gold}), [])]  # committed; the card not yet updated
+    assert "Gold label *ham*" in said(client.chat_update)
+
+
+def test_a_review_pick_that_fails_to_write_is_not_acked(
+    crowd: LabelingService, client: Mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = Mock(side_effect=RuntimeError("disk I/O error"))
+    monkeypatch.setattr(crowd, "record_answer", failing)
+    ack = fake_ack()
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        review_click(crowd, client, ADMIN, "spam", ack=ack)
+    failing.assert_called_once()
+    assert ack.call_count == 0 and client.method_calls == []
+    assert crowd.final_labels("demo") == {}
 
 
 def test_a_forged_review_click_by_a_non_admin_writes_nothing(crowd: LabelingService, client: Mock) -> None:
