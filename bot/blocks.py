@@ -14,6 +14,7 @@ Slack, so it is only cut, not escaped.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -203,10 +204,15 @@ def _snippet(text: str, limit: int) -> str:
 
 
 def _plain(text: str, limit: int, *, default: str = "…") -> dict[str, Any]:
+    return {"type": "plain_text", "text": _plain_text(text, limit, default), "emoji": True}
+
+
+@functools.lru_cache(maxsize=4096)  # label names and the like, rendered on every card
+def _plain_text(text: str, limit: int, default: str) -> str:
     text = _clean(text)
     if not text.strip():
         text = default  # Slack rejects empty text objects
-    return {"type": "plain_text", "text": truncate(text, limit), "emoji": True}
+    return truncate(text, limit)
 
 
 def _md(text: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ listeners catch it and answer with a notice instead of crashing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -106,6 +107,7 @@ _RECORD_OPTION_RE = re.compile(rf"^{_INT}$")
 _MAX_VALUE = 150  # the smallest value limit among the places these go (option values)
 
 
+@functools.lru_cache(maxsize=4096)  # label names, over and over: every card's menu digests them all
 def digest(text: str) -> str:
     """8 hex characters identifying ``text`` (a project or label name); not a security measure."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()

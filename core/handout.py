@@ -10,6 +10,7 @@ whether that calls for a retrain.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select, union
 
 from core.errors import RecordNotFound
 from core.models import Annotation, Lease, QueueItem, Record, Skip
-from core.store import upsert
+from core.store import upsert_for
 from core.types import ProjectInfo, RecordView
 
 #: record id -> (label, probability) of the latest model, or None.
@@ -90,6 +91,16 @@ _RECORD = select(Record.external_id, Record.text).where(
 )
 
 
+@functools.cache
+def _lease_upsert(dialect: str) -> Any:
+    """Insert leases; an expired lease of the same user on the record is renewed in place."""
+    stmt = upsert_for(dialect, Lease)
+    return stmt.on_conflict_do_update(
+        index_elements=["record_id", "annotator"],
+        set_={"shown_at": stmt.excluded.shown_at, "expires_at": stmt.excluded.expires_at},
+    )
+
+
 def hand_out(
     conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int
 ) -> HandOut:
@@ -114,13 +125,8 @@ def hand_out(
             picked.append((rid, eid, text, None, None, POOL_REASON))
     if picked:
         expires = now + timedelta(seconds=lease_seconds)
-        stmt = upsert(conn, Lease)
-        # An expired lease of this user's on a picked record is renewed in place.
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["record_id", "annotator"],
-                set_={"shown_at": stmt.excluded.shown_at, "expires_at": stmt.excluded.expires_at},
-            ),
+            _lease_upsert(conn.dialect.name),
             [
                 {
                     "record_id": row[0],

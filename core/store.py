@@ -86,7 +86,11 @@ def _add_missing_columns(engine: Engine) -> None:
 
 def upsert(conn: Connection, table: Any) -> Any:
     """``INSERT … ON CONFLICT`` for the connection's dialect (SQLite and PostgreSQL spell it alike)."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    return upsert_for(conn.dialect.name, table)
+
+
+def upsert_for(dialect: str, table: Any) -> Any:
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 @contextmanager

@@ -824,6 +824,24 @@ def test_bulk_label_commits_before_the_ack(svc: LabelingService, context: BoltCo
     client.chat_postMessage.assert_called_once()
 
 
+def test_bulk_label_of_a_project_deleted_after_the_form_check_acks_with_the_reason(
+    svc: LabelingService, context: BoltContext, client: Mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view, listed = search_view(svc)
+    real_bulk_label = svc.bulk_label
+
+    def deleted_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        svc.delete_project("demo")  # between the listener's project check and the write
+        return real_bulk_label(*args, **kwargs)
+
+    monkeypatch.setattr(svc, "bulk_label", deleted_meanwhile)
+    ack = submit(context, client, submission(view, listed[:2], "spam"))
+    ack.assert_called_once()
+    assert ack.call_args.kwargs["response_action"] == "errors"
+    assert ack.call_args.kwargs["errors"] == {ids.BLOCK_SIMILAR_LABEL: "This project no longer exists."}
+    assert client.method_calls == []
+
+
 def test_bulk_label_that_fails_to_write_is_not_acked(
     svc: LabelingService, context: BoltContext, client: Mock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

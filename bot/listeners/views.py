@@ -8,7 +8,8 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks, ids
-from bot.labeling import Labeling, StaleCard
+from bot.labeling import Labeling, StaleCard, stale_reason
+from core.errors import LabelbotError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,11 @@ def on_bulk_label(ack: Ack, body: dict, view: dict, client: WebClient, context: 
     if errors:
         ack(**errors)
         return
-    results = labeling.service.bulk_label(project.id, record_ids, user, label)  # one transaction
+    try:
+        results = labeling.service.bulk_label(project.id, record_ids, user, label)  # one transaction
+    except LabelbotError as exc:  # deleted or changed since the form opened: nothing was stored
+        ack(response_action="errors", errors={ids.BLOCK_SIMILAR_LABEL: stale_reason(exc)})
+        return
     ack()  # the answers are committed: the modal closes
     labeling.later(_report, labeling, client, user, project.name, label, len(record_ids), results)
 
