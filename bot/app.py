@@ -43,13 +43,15 @@ def create_app(
     client: WebClient | None = None,
     token_verification: bool = True,
     workers: int = 32,
+    pool: ThreadPoolExecutor | None = None,
 ) -> App:
     """The bolt App with every listener registered.
 
-    Listeners' slow parts run on a pool of ``workers`` threads after their ack, so a slow Web API call
-    (or a 429 back-off) for one user never delays another user's click.
+    Listeners' slow parts run on a pool of ``workers`` threads after their ack (or on ``pool``, which
+    the caller then shuts down), so a slow Web API call (or a 429 back-off) for one user never delays
+    another user's click.
     """
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener")
+    pool = pool or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener")
     app = App(
         # The token travels with the client: passing it too only makes bolt warn that it ignores one.
         signing_secret=settings.slack_signing_secret,

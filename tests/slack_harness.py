@@ -6,6 +6,7 @@ Requests are signed with the real scheme; tests assert on what reaches the stand
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class SlackHarness:
     server: SlackHTTPServer
     sender: SlackRequestSender
     settings: BotSettings
+    pool: ThreadPoolExecutor
     extra: dict[str, object] = field(default_factory=dict)
 
     # -------------------------------------------------------------- what users do
@@ -96,6 +98,7 @@ class SlackHarness:
 
     def close(self) -> None:
         self.server.stop()
+        self.pool.shutdown(wait=True)  # what clicks left to do after their ack reaches the stand-in
         self.standin.stop()
         self.service.close()
 
@@ -149,9 +152,10 @@ def start_harness(
         slack_api_url=standin.base_url,
         admins=frozenset({ADMIN}),
     )
-    app = create_app(settings, service, client=make_client(settings))
+    pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="harness-listener")
+    app = create_app(settings, service, client=make_client(settings), pool=pool)
     server = SlackHTTPServer(app, "127.0.0.1", 0).start()
     sender = SlackRequestSender(f"{server.url}{EVENTS_PATH}", SIGNING_SECRET, standin=standin)
     return SlackHarness(
-        standin=standin, service=service, app=app, server=server, sender=sender, settings=settings
+        standin=standin, service=service, app=app, server=server, sender=sender, settings=settings, pool=pool
     )

@@ -361,8 +361,9 @@ def test_record_text_is_shown_as_text_never_as_html(page: Page, service: Labelin
         messages = page.locator("#messages")
         assert messages.locator("script, img, iframe, .mention").count() == 0
         assert messages.locator(".bk-section b").count() == 0
-    assert page.evaluate("window.__pwned") is None
-    assert js_errors == []
+        assert page.evaluate("window.__pwned") is None
+        # Checked while the server runs: once it stops, the page's next poll is refused (and logged).
+        assert js_errors == []
 
 
 RENDER = """text => {
