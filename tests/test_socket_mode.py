@@ -7,6 +7,8 @@ message it receives. From there the real code runs: the client's queue and worke
 ``SocketModeRequest.from_dict``, the handler's ``handle`` (bolt's ``run_bolt_app`` and ``send_response``) and
 the client's ``send_socket_mode_response``. Only the client's ``send_message`` — the write to the socket — is
 replaced, by :class:`Wire`, which records each acknowledgement and what the database held when it left.
+The listener pool (:class:`AfterAckPool`) starts nothing before the envelope in flight is acknowledged, so
+work a listener leaves for after its ack always runs after it, and the order the tests check is certain.
 
 The Web API is the Slack stand-in, as in tests/slack_harness.py; the payloads are the ones
 ``SlackRequestSender`` builds for HTTP, sent as envelopes by :class:`SocketModeSender` instead.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +79,7 @@ class Wire:
     def __init__(self, service: LabelingService) -> None:
         self.service = service
         self.sent: list[Sent] = []
+        self.acked = threading.Event()  # cleared when an envelope is delivered, set when its ack leaves
         self._changed = threading.Condition()
 
     def send_message(self, message: str) -> None:
@@ -83,6 +87,7 @@ class Wire:
         with self._changed:
             self.sent.append(Sent(json.loads(message), stored, threading.current_thread().name))
             self._changed.notify_all()
+        self.acked.set()
 
     def acks(self, envelope_id: str) -> list[Sent]:
         with self._changed:
@@ -96,6 +101,27 @@ class Wire:
         return ack
 
 
+class AfterAckPool(ThreadPoolExecutor):
+    """The App's listener pool, each task held until the envelope in flight has been acknowledged.
+
+    ``create_app`` runs what listeners leave for after their ack (``Labeling.later``, ``ack_first``) here.
+    Holding it makes "after the ack" certain rather than likely: a listener that stored its answer on the
+    pool instead of before its ack would be caught every time, not only when the pool loses the race.
+    """
+
+    def __init__(self, wire: Wire) -> None:
+        super().__init__(max_workers=8, thread_name_prefix="socket-mode-listener")
+        self.wire = wire
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        def after_ack() -> Any:
+            if not self.wire.acked.wait(ACK_TIMEOUT):
+                raise TimeoutError("the envelope was never acknowledged")
+            return fn(*args, **kwargs)
+
+        return super().submit(after_ack)
+
+
 class SocketModeSender(SlackRequestSender):
     """``SlackRequestSender``'s payloads delivered as Socket Mode envelopes, not as signed HTTP posts.
 
@@ -105,9 +131,10 @@ class SocketModeSender(SlackRequestSender):
 
     _ids = itertools.count(1)
 
-    def __init__(self, handler: SocketModeHandler, standin: SlackStandIn) -> None:
+    def __init__(self, handler: SocketModeHandler, wire: Wire, standin: SlackStandIn) -> None:
         super().__init__("socket-mode://", signing_secret="unused", standin=standin)
         self.handler = handler
+        self.wire = wire
 
     def deliver(self, kind: str, payload: dict, *, accepts_response_payload: bool) -> str:
         envelope_id = f"envelope-{next(self._ids)}"
@@ -117,6 +144,7 @@ class SocketModeSender(SlackRequestSender):
             "payload": payload,
             "accepts_response_payload": accepts_response_payload,
         }
+        self.wire.acked.clear()
         self.handler.client.enqueue_message(json.dumps(envelope))  # what the websocket does on a message
         return envelope_id
 
@@ -170,15 +198,18 @@ def bot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SocketBot]:
         slack_app_token=APP_TOKEN,
         slack_api_url=standin.base_url,
     )
-    settings.check(settings.transport())  # "socket": what serve checks before it connects
-    app = create_app(settings, service, client=make_client(settings))
-    handler = SocketModeHandler(app, settings.slack_app_token)  # as ``labelbot serve`` builds it
+    assert settings.transport() == "socket"
+    settings.check("socket")  # what serve checks before it connects
     wire = Wire(service)
+    pool = AfterAckPool(wire)
+    app = create_app(settings, service, client=make_client(settings), pool=pool)
+    handler = SocketModeHandler(app, settings.slack_app_token)  # as ``labelbot serve`` builds it
     monkeypatch.setattr(handler.client, "send_message", wire.send_message)
     try:
-        yield SocketBot(standin, service, handler, wire, SocketModeSender(handler, standin))
+        yield SocketBot(standin, service, handler, wire, SocketModeSender(handler, wire, standin))
     finally:
         handler.close()
+        pool.shutdown(wait=True)  # what listeners left to do after their ack reaches the stand-in
         standin.stop()
         service.close()
 
@@ -226,7 +257,7 @@ def test_label_click_is_stored_before_its_ack_then_card_updated_and_next_card_se
     assert ack.thread != threading.current_thread().name  # by the client's worker, as on a real socket
     # ... and only once the answer was committed: the database held it when the ack was written. (With
     # process_before_response the ack leaves when the listener returns, so this fails for a listener that
-    # stores on the pool after its ack, e.g. one wrapped in ack_first, or an App that acks at once.)
+    # stores on the pool after its ack, e.g. one wrapped in ack_first.)
     assert ack.stored == [(record_id, ALICE, "spam", "slack")]
 
     # After the ack: the clicked card shows the answer, and the next card arrives.
