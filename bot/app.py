@@ -42,14 +42,15 @@ def create_app(
     *,
     client: WebClient | None = None,
     token_verification: bool = True,
-    workers: int = 32,
+    workers: int = 8,
     pool: ThreadPoolExecutor | None = None,
 ) -> App:
     """The bolt App with every listener registered.
 
     Listeners' slow parts run on a pool of ``workers`` threads after their ack (or on ``pool``, which
-    the caller then shuts down), so a slow Web API call (or a 429 back-off) for one user never delays
-    another user's click.
+    the caller then shuts down). Few threads on purpose: in one process they share the GIL with the
+    request threads, whose acks come first (docs/benchmarks.md: 4–8 threads halved the busy-case ack
+    times of 32); several 429 back-offs at once can still delay others' next cards by their wait.
     """
     pool = pool or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener")
     app = App(

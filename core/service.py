@@ -329,7 +329,7 @@ class LabelingService:
         """
         if source not in SOURCES:
             raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
-        with writing(self.engine) as conn:
+        with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
             name = label(info) if callable(label) else label
             if name not in info.label_names:
@@ -392,7 +392,7 @@ class LabelingService:
         if source not in SOURCES:
             raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
         results = []
-        with writing(self.engine) as conn:
+        with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
             if label not in info.label_names:
                 raise UnknownLabel(f"{label!r} is not a label of project {info.name!r}.")
@@ -414,12 +414,12 @@ class LabelingService:
 
     def skip(self, project: ProjectKey, record_id: int, user: str) -> None:
         """``user`` won't be handed this record again."""
-        with writing(self.engine) as conn:
+        with writing(self.engine, urgent=True) as conn:
             answers.skip(conn, self.projects.info(conn, project), record_id, user)
 
     def undo(self, project: ProjectKey, user: str, record_id: int | None = None) -> UndoResult:
         """Remove ``user``'s answer to ``record_id`` (default: their latest) and lease it back to them."""
-        with writing(self.engine) as conn:
+        with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
             removed = answers.undo(conn, info, user, record_id, self.clock(), self.settings.lease_seconds)
         self._count_answer(info, True)
@@ -491,7 +491,7 @@ class LabelingService:
         """:meth:`retrain`, with the new model's guesses over the pool (the training worker sends them)."""
         info = self.get_project(project)
         queue_size = queue_size or self.settings.queue_size
-        with self._retrain_lock(info.id):
+        with self._retrain_lock(info.id), self.models.expecting_guesses(info.id):
             with self._lock:
                 self._answers_since_train[info.id] = 0
             with reading(self.engine) as conn:  # labels and their fingerprint from one snapshot
@@ -590,7 +590,7 @@ class LabelingService:
             if self.trainer is None:
                 run = self.retrain(project_id)
             else:
-                with self._retrain_lock(project_id):
+                with self._retrain_lock(project_id), self.models.expecting_guesses(project_id):
                     with self._lock:
                         self._answers_since_train[project_id] = 0
                     # The worker writes the run and swaps the queue; its guesses for the pool come

@@ -100,31 +100,57 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_WRITE_LOCKS_GUARD = threading.Lock()
+class WriteQueue:
+    """The one SQLite writer of this process at a time, with answers a user waits on served first.
 
-
-def _write_lock(engine: Engine) -> threading.Lock | None:
-    """SQLite has one writer at a time; threads of this process queue for it here, in order.
-
-    Without this, a thread that finds the database locked sleeps in SQLite's busy handler (1, 2, 5,
-    10 … 100 ms steps) even when the writer before it finished a millisecond later: under 20
-    clicking labelers that back-off, not the work, made the slowest acks. Other processes still wait
-    in the busy handler. PostgreSQL locks rows and needs none of this.
+    Without a queue, a thread that finds the database locked sleeps in SQLite's busy handler (1, 2,
+    5, 10 … 100 ms steps) even when the writer before it finished a millisecond later. And an answer
+    whose ack Slack is waiting for should not queue behind the card updates that follow earlier
+    acks: ``urgent`` writers go first. Other processes still meet the busy handler; PostgreSQL locks
+    rows and needs none of this.
     """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def turn(self, *, urgent: bool = False) -> Iterator[None]:
+        with self._cond:
+            self._urgent_waiting += urgent
+            while self._busy or (not urgent and self._urgent_waiting):
+                self._cond.wait()
+            self._urgent_waiting -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+_WRITE_QUEUES: weakref.WeakKeyDictionary[Engine, WriteQueue] = weakref.WeakKeyDictionary()
+_WRITE_QUEUES_GUARD = threading.Lock()
+
+
+def _write_queue(engine: Engine) -> WriteQueue | None:
     if engine.dialect.name != "sqlite":
         return None
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(engine, threading.Lock())
+    with _WRITE_QUEUES_GUARD:
+        return _WRITE_QUEUES.setdefault(engine, WriteQueue())
 
 
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
+def writing(engine: Engine, *, urgent: bool = False) -> Iterator[Connection]:
     """A write transaction that holds SQLite's write lock from BEGIN; commits on success.
 
-    Keep it short: no model loading or predicting inside (other writers queue behind it).
+    ``urgent``: a user is waiting on it (an answer before its ack). Keep every write short: no model
+    loading or predicting inside, since other writers queue behind it.
     """
-    with _write_lock(engine) or contextlib.nullcontext(), engine.connect() as conn:
+    queue = _write_queue(engine)
+    with queue.turn(urgent=urgent) if queue else contextlib.nullcontext(), engine.connect() as conn:
         conn.execution_options(write=True)
         with conn.begin():
             yield conn

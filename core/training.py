@@ -8,10 +8,12 @@ stability, written onto the run afterwards): labelers get the new ranking as soo
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,8 @@ from core.projects import ProjectCatalog, ProjectState
 from core.store import reading, writing
 from core.strategies import get_strategy
 from core.types import ModelRunInfo, ProjectInfo
+
+log = logging.getLogger(__name__)
 
 #: Cached guesses: (run id, data version, rows of (best class index, probability), class names).
 Guesses = tuple[int, int, np.ndarray, tuple[str, ...]]
@@ -65,6 +69,7 @@ class Models:
         self._pools: dict[int, Pool] = {}
         self._guesses: dict[int, Guesses] = {}
         self._computing: dict[int, threading.Lock] = {}
+        self._expected: dict[int, int] = {}  # projects whose retrain in flight brings new guesses
 
     def pool(self, state: ProjectState) -> Pool:
         """The project's embeddings, reloaded only when an import changed them."""
@@ -104,6 +109,13 @@ class Models:
         return lookup
 
     def _guess_table(self, state: ProjectState, pool: Pool) -> Guesses | None:
+        """The latest run's guesses; a click never predicts the pool when earlier guesses exist.
+
+        A new run's table comes with it from the training worker (:meth:`remember_guesses`); one
+        made elsewhere (the CLI, another replica) is predicted here on a background thread while
+        clicks keep showing the previous run's guesses. Only a process with no guesses at all yet
+        (a CLI export, a first card) predicts in the caller's thread.
+        """
         run_id = state.latest_run_id
         if run_id is None or len(pool.ids) == 0:
             return None
@@ -111,21 +123,43 @@ class Models:
         with self._lock:
             cached = self._guesses.get(pid)
             computing = self._computing.setdefault(pid, threading.Lock())
+            expected = self._expected.get(pid, 0)
         if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
             return cached
-        same_pool = cached is not None and cached[1] == pool.data_version
-        # One thread predicts the pool for a new run; meanwhile the others show the previous run's
-        # guesses rather than each predicting 100k rows (or waiting) inside a click.
-        if not computing.acquire(blocking=not same_pool):
+        if cached is not None and cached[1] == pool.data_version:
+            if not expected and computing.acquire(blocking=False):
+                threading.Thread(
+                    target=self._refresh,
+                    args=(computing, pid, run_id, pool),
+                    name="labelbot-guesses",
+                    daemon=True,
+                ).start()
             return cached
-        try:
+        with computing:
             with self._lock:
                 cached = self._guesses.get(pid)
             if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
                 return cached
             return self._predict_table(pid, run_id, pool)
+
+    def _refresh(self, computing: threading.Lock, pid: int, run_id: int, pool: Pool) -> None:
+        try:
+            self._predict_table(pid, run_id, pool)
+        except Exception:  # the previous guesses stay; the next click tries again
+            log.exception("Predicting the pool of project %s failed", pid)
         finally:
             computing.release()
+
+    @contextlib.contextmanager
+    def expecting_guesses(self, project_id: int) -> Iterator[None]:
+        """While a retrain of ``project_id`` runs for this process, its guesses will come with it."""
+        with self._lock:
+            self._expected[project_id] = self._expected.get(project_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._expected[project_id] -= 1
 
     def _predict_table(self, pid: int, run_id: int, pool: Pool) -> Guesses | None:
         with reading(self.engine) as conn:
