@@ -199,18 +199,17 @@ def run_once(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
     vectors, gold = make_vectors(args.records, args.classes)
     labels = [f"class_{i:02d}" for i in range(args.classes)]
     tmp = tempfile.TemporaryDirectory(prefix="labelbot-latency-")
+    nice = {} if args.train_nice is None else {"training_nice": args.train_nice}
     settings = Settings(_env_file=None, database_url=f"sqlite:///{Path(tmp.name) / 'bench.db'}",  # type: ignore[call-arg]
-                        retrain_every=0, queue_size=500)
-    service = LabelingService(settings, embedder=LookupEmbedder(vectors), background=True)
-    if args.train_nice is not None:
-        service.training_nice = args.train_nice  # read when the training thread starts
+                        retrain_every=0, queue_size=500, **nice)
+    process_trainer = None
     if trainer == "process":
         from core.trainer import ProcessTrainer
 
-        service.trainer = ProcessTrainer(
-            settings, embedder_factory=LookupEmbedderFactory(args.records, args.classes),
-            nice=args.train_nice if args.train_nice is not None else 10,
-        )
+        process_trainer = ProcessTrainer(settings,
+                                         embedder_factory=LookupEmbedderFactory(args.records, args.classes))
+    service = LabelingService(settings, embedder=LookupEmbedder(vectors), background=True,
+                              trainer=process_trainer)
     t0 = time.perf_counter()
     service.create_project("bench", labels)
     labeled = set(np.random.default_rng(1).choice(args.records, size=args.labels, replace=False).tolist())
@@ -274,9 +273,7 @@ def run_once(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
     driver.join(timeout=120)
     child.join(timeout=30)
     server.stop()
-    service.close()
-    if service.trainer is not None:
-        service.trainer.close()
+    service.close()  # and its training worker
     tmp.cleanup()
 
     samples = result["samples"]
@@ -309,7 +306,7 @@ def run_once(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
         "during_retrain": {"ack": summarise([s["ack"] for s in busy]),
                            "next_card": summarise([s["card"] for s in busy])},
         "trainer": trainer,
-        "train_nice": service.training_nice,
+        "train_nice": service.settings.training_nice,
         "probe_lag": {
             "idle": summarise([lag for t, lag in lags if not any(a <= t <= b for a, b in retrains)]),
             "during_retrain": summarise([lag for t, lag in lags if any(a <= t <= b for a, b in retrains)]),
@@ -322,7 +319,7 @@ def run_once(args: argparse.Namespace, trainer: str) -> dict[str, Any]:
         out[f"{what}_median_ratio"] = busy_m / idle_m if idle_m else None
         out[f"{what}_p95_ratio"] = out["during_retrain"][what]["p95_ms"] / out["idle"][what]["p95_ms"]
     print(f"{out['retrains']} retrains (median {out['retrain_median_s']:.2f} s), {len(samples)} clicks, "
-          f"trainer {trainer}, nice +{service.training_nice}, "
+          f"trainer {trainer}, nice +{service.settings.training_nice}, "
           f"switch interval {sys.getswitchinterval() * 1000:g} ms, "
           f"load {out['machine']['load_average_1m']:.1f}")
     print(f"{'':22}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'p95 ms':>9}")

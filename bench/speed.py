@@ -204,7 +204,7 @@ def instrumented(svc: LabelingService) -> Iterator[None]:
         if phase == "queue_write":
             TIMER.seconds["critical_path"] = time.perf_counter() - TIMER.started
 
-    pool = svc.models.pool
+    pool = svc.pools.pool
 
     def timed_pool(*args: Any, **kwargs: Any) -> Any:
         with TIMER.phase("pool"):
@@ -218,13 +218,13 @@ def instrumented(svc: LabelingService) -> Iterator[None]:
         lambda name, **params: _TimedStrategy(originals["get_strategy"](name, **params))
     )
     training_module.writing = writing  # type: ignore[assignment]
-    svc.models.pool = timed_pool  # type: ignore[method-assign]
+    svc.pools.pool = timed_pool  # type: ignore[method-assign]
     try:
         yield
     finally:
         for name, value in originals.items():
             setattr(training_module, name, value)
-        del svc.models.pool
+        del svc.pools.pool
 
 
 def time_retrains(db_path: Path, vectors: np.ndarray, *, repeats: int, queue_size: int, retrain_every: int

@@ -32,6 +32,7 @@ from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
 from core.learner import EmbeddingClassifier
 from core.models import Annotation, utcnow
 from core.policy import RetrainPolicy
+from core.pools import PoolCache
 from core.projects import (
     ProjectCatalog,
     ProjectKey,
@@ -94,7 +95,7 @@ class LabelingService:
         )
         self._embedder = embedder
         self.projects = ProjectCatalog()
-        self.models = training.Models(self.engine, lambda: self.embedder.name)
+        self.pools = PoolCache(self.engine, lambda: self.embedder.name)
         self._lock = threading.Lock()
         self._retrain_locks: dict[int, threading.Lock] = {}
         self._answers_since_train: Counter[int] = Counter()
@@ -193,7 +194,7 @@ class LabelingService:
         with writing(self.engine) as conn:
             pid = self.projects.info(conn, name).id
             self.projects.delete(conn, pid)
-        self.models.forget(pid)
+        self.pools.forget(pid)
 
     def bind_context(self, context: str, project: ProjectKey) -> None:
         """Make ``project`` the default for an outside context (a chat channel, say)."""
@@ -297,7 +298,7 @@ class LabelingService:
             state = self.projects.state(conn, project)
             records = ingest.records_for_export(conn, state.info.id)
             given = answers.load(conn, state.info.id)
-        rows = reports.export_rows(state.info, records, given, self.models.guess(state))
+        rows = reports.export_rows(state.info, records, given, self.pools.guess(state))
         count = io.write_records(path, rows, fmt=fmt, columns=EXPORT_COLUMNS)
         return ExportResult(project=state.info.name, path=str(path), rows=count, format=fmt)
 
@@ -316,7 +317,7 @@ class LabelingService:
             state = self.projects.state(conn, project)
             out = handout.hand_out(conn, state.info, user, n, self.clock(), self.settings.lease_seconds)
         self._after_handout(state.info, n, out)
-        guess = self.models.guess(state)  # after the commit: it may load the pool or predict
+        guess = self.pools.guess(state)  # after the commit: it may load the pool or predict
         return [handout.with_guess(view, guess) for view in out.records]
 
     def record_answer(
@@ -366,7 +367,7 @@ class LabelingService:
             )
         if out is not None:
             self._after_handout(state.info, next_cards, out)
-        guess = self.models.guess(state)  # after the commit: it may load the pool or predict
+        guess = self.pools.guess(state)  # after the commit: it may load the pool or predict
         cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
         return CardUpdate(state.info, handout.with_guess(record, guess), cards)
 
@@ -375,7 +376,7 @@ class LabelingService:
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             view = handout.record_view(conn, state.info, record_id)
-        return handout.with_guess(view, self.models.guess(state))
+        return handout.with_guess(view, self.pools.guess(state))
 
     def find_record(self, project: ProjectKey, external_id: str) -> RecordView:
         """Look a record up by the id it had in the imported file."""
@@ -383,7 +384,7 @@ class LabelingService:
             state = self.projects.state(conn, project)
             rid = handout.record_id_of(conn, state.info, external_id)
             view = handout.record_view(conn, state.info, rid)
-        return handout.with_guess(view, self.models.guess(state))
+        return handout.with_guess(view, self.pools.guess(state))
 
     def bulk_label(
         self, project: ProjectKey, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
@@ -439,7 +440,7 @@ class LabelingService:
             raise LabelbotError("Give either a record or a text to compare with.")
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
-        pool = self.models.pool(state)
+        pool = self.pools.pool(state)
         if record_id is not None:
             row = pool.index.row_of(record_id)
             if row is None:
@@ -458,7 +459,7 @@ class LabelingService:
             # Crowd aggregates need every answer; k < 3 aggregates are per record.
             given = answers.load(conn, state.info.id, ids if state.info.answers_per_record < 3 else None)
         finals = training.aggregate_answers(state.info, given)
-        guess = self.models.guess(state)
+        guess = self.pools.guess(state)
         out = []
         for rid, score in hits:
             eid, txt, complete = rows[rid]
@@ -491,7 +492,7 @@ class LabelingService:
         """:meth:`retrain`, with the new model's guesses over the pool (the training worker sends them)."""
         info = self.get_project(project)
         queue_size = queue_size or self.settings.queue_size
-        with self._retrain_lock(info.id), self.models.expecting_guesses(info.id):
+        with self._retrain_lock(info.id), self.pools.expecting_guesses(info.id):
             with self._lock:
                 self._answers_since_train[info.id] = 0
             with reading(self.engine) as conn:  # labels and their fingerprint from one snapshot
@@ -505,7 +506,7 @@ class LabelingService:
             trained = training.retrain(
                 self.engine,
                 self.projects,
-                self.models,
+                self.pools,
                 state,
                 queue_size=queue_size,
                 batch_size=min(queue_size, self.settings.retrain_every or queue_size),
@@ -590,13 +591,13 @@ class LabelingService:
             if self.trainer is None:
                 run = self.retrain(project_id)
             else:
-                with self._retrain_lock(project_id), self.models.expecting_guesses(project_id):
+                with self._retrain_lock(project_id), self.pools.expecting_guesses(project_id):
                     with self._lock:
                         self._answers_since_train[project_id] = 0
                     # The worker writes the run and swaps the queue; its guesses for the pool come
                     # back with it, so no click has to predict the whole pool again in this process.
                     trained = self.trainer.retrain_with_guesses(name)
-                    self.models.remember_guesses(project_id, trained.guesses)
+                    self.pools.remember_guesses(project_id, trained.guesses)
                     with self._lock:
                         self._trained_fingerprints[project_id] = trained.fingerprint
                 run = trained.run
@@ -694,7 +695,7 @@ class LabelingService:
         if cached is not None and cached[0] == fingerprint:
             report = cached[1]
         else:
-            pool = self.models.pool(state)
+            pool = self.pools.pool(state)
             rows, y, _ = training.training_rows(pool, training.aggregate_answers(info, given), complete)
             report = stopping.cv_report(
                 pool.vectors[rows], y, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
@@ -717,9 +718,9 @@ class LabelingService:
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             given, complete = answers.load(conn, state.info.id), answers.complete_ids(conn, state.info.id)
-        pool = self.models.pool(state)
+        pool = self.pools.pool(state)
         found = reports.review_candidates(
-            state.info, given, complete, self.models.guess(state), pool.ids, pool.vectors, limit
+            state.info, given, complete, self.pools.guess(state), pool.ids, pool.vectors, limit
         )
         with reading(self.engine) as conn:
             texts = handout.records_by_id(conn, [item[0] for item in found])

@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ProcessTrainer"]
 
-#: Nice value added to the worker process: requests win the CPU on a busy box.
-WORKER_NICE = 10
-
 _SERVICE: Any = None  # the worker process's LabelingService
 
 
@@ -65,7 +62,7 @@ class ProcessTrainer:
     settings : the serving service's settings (the worker opens the same database).
     embedder_factory : a picklable, module-level callable returning the embedder; default: the
         settings' embedding model (only its name is used by a retrain, the model is never loaded).
-    nice : added to the worker's nice value (0 leaves it alone).
+    nice : added to the worker's nice value (0 leaves it alone); default: ``settings.training_nice``.
     """
 
     def __init__(
@@ -73,8 +70,9 @@ class ProcessTrainer:
         settings: Settings,
         *,
         embedder_factory: Callable[[], Any] | None = None,
-        nice: int = WORKER_NICE,
+        nice: int | None = None,
     ) -> None:
+        nice = settings.training_nice if nice is None else nice
         self._initargs = (settings.model_dump(), embedder_factory, nice)
         self._pool = self._new_pool()
 

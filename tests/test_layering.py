@@ -1,4 +1,4 @@
-"""One-way layering, checked by reading every module's imports with ``ast`` (docs: ARCHITECTURE.md).
+"""One-way layering, checked by reading every module's imports with ``ast`` (README.md, "Architecture").
 
 Runs alone: ``python -m pytest tests/test_layering.py`` (it imports nothing of the project).
 

@@ -575,7 +575,7 @@ def test_process_trainer_retrains_in_a_worker_process(tmp_path: Path) -> None:
         assert run.n_labels == 3
         assert not service.labels_changed_since_retrain("p")
         # The model's guesses came back with the run: the next card carries one without a predict here.
-        assert service.models.guesses_of(service.get_project("p").id)[0] == run.id
+        assert service.pools.guesses_of(service.get_project("p").id)[0] == run.id
         assert service.next_records("p", "b", 1)[0].predicted_label in ("spam", "ham")
     finally:
         service.close()

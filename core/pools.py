@@ -1,0 +1,180 @@
+"""What a process keeps in memory per project: the embeddings pool and the latest model's guesses,
+each checked against the versions in the project's row (``data_version``, ``latest_run_id``), so
+several processes on one database stay right without talking to each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from core.index import VectorIndex
+from core.models import Embedding, ModelRun
+from core.projects import ProjectState
+from core.store import reading
+
+log = logging.getLogger(__name__)
+
+#: Cached guesses: (run id, data version, rows of (best class index, probability), class names).
+Guesses = tuple[int, int, np.ndarray, tuple[str, ...]]
+
+
+@dataclass
+class Pool:
+    """Embeddings of one project, in memory: rows ordered by record id."""
+
+    data_version: int
+    model: str
+    index: VectorIndex
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.index.ids
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.index.vectors
+
+
+class PoolCache:
+    """Per-process caches of pools and guesses, each checked against the versions in the project row."""
+
+    def __init__(self, engine: Engine, embedding_model: Callable[[], str]) -> None:
+        self.engine = engine
+        self._model_name = embedding_model
+        self._lock = threading.Lock()
+        self._pools: dict[int, Pool] = {}
+        self._guesses: dict[int, Guesses] = {}
+        self._computing: dict[int, threading.Lock] = {}
+        self._expected: dict[int, int] = {}  # projects whose retrain in flight brings new guesses
+
+    def pool(self, state: ProjectState) -> Pool:
+        """The project's embeddings, reloaded only when an import changed them."""
+        pid, model = state.info.id, self._model_name()
+        with self._lock:
+            cached = self._pools.get(pid)
+        if cached is not None and cached.data_version == state.data_version and cached.model == model:
+            return cached
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                select(Embedding.record_id, Embedding.vector)
+                .where(Embedding.project_id == pid, Embedding.model == model)
+                .order_by(Embedding.record_id)
+            ).all()
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        else:
+            ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
+        pool = Pool(state.data_version, model, VectorIndex(ids, vectors))
+        with self._lock:
+            self._pools[pid] = pool
+        return pool
+
+    def guess(self, state: ProjectState) -> Callable[[int], tuple[str, float] | None]:
+        """record id -> the latest model's (label, probability); predicts the pool once per new run."""
+        pool = self.pool(state)
+        table = self._guess_table(state, pool)
+        if table is None:
+            return lambda _rid: None
+        _, _, rows, classes = table
+
+        def lookup(record_id: int) -> tuple[str, float] | None:
+            row = pool.index.row_of(record_id)
+            return None if row is None else (classes[int(rows[row, 0])], float(rows[row, 1]))
+
+        return lookup
+
+    def _guess_table(self, state: ProjectState, pool: Pool) -> Guesses | None:
+        """The latest run's guesses; a click never predicts the pool when earlier guesses exist.
+
+        A new run's table comes with it from the training worker (:meth:`remember_guesses`); one
+        made elsewhere (the CLI, another replica) is predicted here on a background thread while
+        clicks keep showing the previous run's guesses. Only a process with no guesses at all yet
+        (a CLI export, a first card) predicts in the caller's thread.
+        """
+        run_id = state.latest_run_id
+        if run_id is None or len(pool.ids) == 0:
+            return None
+        pid = state.info.id
+        with self._lock:
+            cached = self._guesses.get(pid)
+            computing = self._computing.setdefault(pid, threading.Lock())
+            expected = self._expected.get(pid, 0)
+        if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+            return cached
+        if cached is not None and cached[1] == pool.data_version:
+            if not expected and computing.acquire(blocking=False):
+                threading.Thread(
+                    target=self._refresh,
+                    args=(computing, pid, run_id, pool),
+                    name="labelbot-guesses",
+                    daemon=True,
+                ).start()
+            return cached
+        with computing:
+            with self._lock:
+                cached = self._guesses.get(pid)
+            if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+                return cached
+            return self._predict_table(pid, run_id, pool)
+
+    def _refresh(self, computing: threading.Lock, pid: int, run_id: int, pool: Pool) -> None:
+        try:
+            self._predict_table(pid, run_id, pool)
+        except Exception:  # the previous guesses stay; the next click tries again
+            log.exception("Predicting the pool of project %s failed", pid)
+        finally:
+            computing.release()
+
+    @contextlib.contextmanager
+    def expecting_guesses(self, project_id: int) -> Iterator[None]:
+        """While a retrain of ``project_id`` runs for this process, its guesses will come with it."""
+        with self._lock:
+            self._expected[project_id] = self._expected.get(project_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._expected[project_id] -= 1
+
+    def _predict_table(self, pid: int, run_id: int, pool: Pool) -> Guesses | None:
+        with reading(self.engine) as conn:
+            blob = conn.execute(select(ModelRun.model_blob).where(ModelRun.id == run_id)).scalar()
+        if blob is None:
+            return None
+        classifier = pickle.loads(blob)  # written by this service only, never by users
+        if getattr(classifier, "n_features_in_", pool.vectors.shape[1]) != pool.vectors.shape[1]:
+            return None  # trained on another embedding model
+        table = guess_table(run_id, pool, classifier.predict_proba(pool.vectors), classifier.classes_)
+        self.remember_guesses(pid, table)
+        return table
+
+    def remember_guesses(self, project_id: int, table: Guesses | None) -> None:
+        if table is not None:
+            with self._lock:
+                current = self._guesses.get(project_id)
+                if current is None or (table[1], table[0]) >= (current[1], current[0]):  # never go back
+                    self._guesses[project_id] = table
+
+    def guesses_of(self, project_id: int) -> Guesses | None:
+        with self._lock:
+            return self._guesses.get(project_id)
+
+    def forget(self, project_id: int) -> None:
+        with self._lock:
+            self._pools.pop(project_id, None)
+            self._guesses.pop(project_id, None)
+
+
+def guess_table(run_id: int, pool: Pool, proba: np.ndarray, classes: object) -> Guesses:
+    best = proba.argmax(axis=1)
+    rows = np.stack([best, proba[np.arange(len(best)), best]], axis=1)
+    return (run_id, pool.data_version, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
