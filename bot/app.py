@@ -42,17 +42,19 @@ def create_app(
     *,
     client: WebClient | None = None,
     token_verification: bool = True,
-    workers: int = 8,
+    workers: int | None = None,
     pool: ThreadPoolExecutor | None = None,
 ) -> App:
     """The bolt App with every listener registered.
 
-    Listeners' slow parts run on a pool of ``workers`` threads after their ack (or on ``pool``, which
-    the caller then shuts down). Few threads on purpose: in one process they share the GIL with the
-    request threads, whose acks come first (docs/benchmarks.md: 4–8 threads halved the busy-case ack
-    times of 32); several 429 back-offs at once can still delay others' next cards by their wait.
+    Listeners' slow parts run after their ack on a pool of ``workers`` threads (default
+    ``settings.after_ack_workers``), or on ``pool``, which the caller then shuts down. Few threads on
+    purpose: they share the GIL with the request threads, and the acks Slack waits on come first
+    (``Labeling.yield_to_acks``; docs/benchmarks.md). Each 429 back-off holds a thread for its wait.
     """
-    pool = pool or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelbot-listener")
+    pool = pool or ThreadPoolExecutor(
+        max_workers=workers or settings.after_ack_workers, thread_name_prefix="labelbot-listener"
+    )
     app = App(
         # The token travels with the client: passing it too only makes bolt warn that it ignores one.
         signing_secret=settings.slack_signing_secret,
@@ -70,7 +72,8 @@ def create_app(
     def inject_labeling(context: BoltContext, next) -> None:  # type: ignore[no-untyped-def]
         # Listeners reach the service through Bolt's context, never through globals.
         context["labeling"] = labeling
-        next()
+        with labeling.answering_slack():  # the pool's after-ack work yields to this request
+            next()
 
     listeners.register(app)
     return app

@@ -8,11 +8,12 @@ for the ack — and hands the card update and the next card to :meth:`Labeling.l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +25,9 @@ from core.service import LabelingService
 from core.types import ProjectInfo, RecordView
 
 log = logging.getLogger(__name__)
+
+#: The longest work after an ack waits for requests in flight before it runs anyway.
+YIELD_SECONDS = 0.05
 
 
 class StaleCard(LabelbotError):
@@ -88,12 +92,39 @@ class Labeling:
         )
         self._dms: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._acks = threading.Condition()
+        self._acks_in_flight = 0
+
+    @contextlib.contextmanager
+    def answering_slack(self) -> Iterator[None]:
+        """Marks a request whose response Slack is waiting for (see :meth:`yield_to_acks`)."""
+        with self._acks:
+            self._acks_in_flight += 1
+        try:
+            yield
+        finally:
+            with self._acks:
+                self._acks_in_flight -= 1
+                if not self._acks_in_flight:
+                    self._acks.notify_all()
+
+    def yield_to_acks(self, at_most: float | None = None) -> None:
+        """Let requests in flight have the interpreter first (work after an ack waits for them).
+
+        One process runs the request threads and the after-ack pool under one GIL: without this, a
+        burst of card updates slows the acks Slack is waiting for. Bounded, so it never starves.
+        """
+        with self._acks:
+            self._acks.wait_for(
+                lambda: not self._acks_in_flight, timeout=YIELD_SECONDS if at_most is None else at_most
+            )
 
     def later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the listener pool after the response went out; failures are logged once."""
 
         def run() -> None:
             try:
+                self.yield_to_acks()
                 fn(*args, **kwargs)
             except Exception:
                 log.exception("%s failed after the ack", getattr(fn, "__name__", fn))

@@ -25,6 +25,11 @@ class BotSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("LABELBOT_HOST", "http_host"))
     http_port: int = Field(default=3000, validation_alias=AliasChoices("LABELBOT_PORT", "http_port"))
+    # Threads for the work after an ack (card updates, next cards). Few on purpose: they share the
+    # GIL with the requests Slack waits on (docs/benchmarks.md); each 429 back-off holds one.
+    after_ack_workers: int = Field(
+        default=4, ge=1, validation_alias=AliasChoices("LABELBOT_AFTER_ACK_WORKERS", "after_ack_workers")
+    )
 
     @field_validator("admins", mode="before")
     @classmethod
