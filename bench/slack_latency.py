@@ -56,7 +56,7 @@ from sqlalchemy import event, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot import ids
-from bot.app import create_app, make_client
+from bot.app import create_app, freeze_startup_objects, make_client
 from bot.server import EVENTS_PATH, SlackHTTPServer
 from bot.settings import BotSettings
 from bot.standin import SlackRequestSender, SlackStandIn, action_from_blocks
@@ -462,6 +462,7 @@ def start_bot(service: LabelingService, api_url: str) -> SlackHTTPServer:
         slack_api_url=api_url,
     )
     app = create_app(settings, service, client=make_client(settings))
+    freeze_startup_objects()  # as `labelbot serve` does before serving
     return SlackHTTPServer(app, "127.0.0.1", 0).start()
 
 

@@ -417,7 +417,7 @@ def serve(
     import logging
     import threading
 
-    from bot.app import create_app
+    from bot.app import create_app, freeze_startup_objects
     from bot.server import EVENTS_PATH, SlackHTTPServer
     from bot.settings import load_bot_settings
 
@@ -440,6 +440,7 @@ def serve(
 
     # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
     scheduler = LabelScheduler(service, slack_app.client).attach(slack_app).start()
+    freeze_startup_objects()
     try:
         if transport == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler

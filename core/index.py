@@ -13,13 +13,20 @@ class VectorIndex:
             raise ValueError("ids and vectors differ in length")
         self.ids = np.asarray(ids, dtype=np.int64)
         self.vectors = np.asarray(vectors, dtype=np.float32)
-        self._row_of = {int(record_id): row for row, record_id in enumerate(self.ids)}
+        # Row lookup by binary search over sorted ids (a dict of every id would cost ~100 bytes a
+        # record and be walked by each full garbage collection); other orders get the sort they need.
+        ascending = bool(np.all(self.ids[1:] > self.ids[:-1]))
+        self._order = None if ascending else np.argsort(self.ids, kind="stable")
+        self._keys = self.ids if self._order is None else self.ids[self._order]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def row_of(self, record_id: int) -> int | None:
-        return self._row_of.get(int(record_id))
+        i = int(np.searchsorted(self._keys, int(record_id)))
+        if i >= len(self._keys) or self._keys[i] != record_id:
+            return None
+        return i if self._order is None else int(self._order[i])
 
     def search(self, query: np.ndarray, k: int, *, exclude: int | None = None) -> list[tuple[int, float]]:
         """Top-k ``(record_id, cosine)`` pairs, best first, leaving out the id ``exclude``."""
@@ -28,7 +35,7 @@ class VectorIndex:
         scores = self.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
         if exclude is not None and (row := self.row_of(exclude)) is not None:
             scores[row] = -np.inf
-        k = min(k, len(scores) - (1 if exclude is not None and exclude in self._row_of else 0))
+        k = min(k, len(scores) - (1 if exclude is not None and self.row_of(exclude) is not None else 0))
         if k <= 0:
             return []
         top = np.argpartition(-scores, k - 1)[:k]

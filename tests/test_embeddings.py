@@ -66,3 +66,14 @@ def test_vector_index_excludes_the_query_record_and_orders_ties_by_id() -> None:
     assert [rid for rid, _ in hits] == [11, 13, 12]
     assert hits[0][1] == pytest.approx(1.0) and hits[2][1] == pytest.approx(0.0)
     assert index.search(vectors[0], 0) == []
+
+
+@pytest.mark.parametrize("ids", [[3, 7, 9, 20], [20, 3, 9, 7]], ids=["ascending", "any order"])
+def test_vector_index_finds_rows_by_record_id(ids: list[int]) -> None:
+    vectors = HashingEmbedder(16).encode([f"text {i}" for i in ids])
+    index = VectorIndex(np.array(ids), vectors)
+    assert [index.row_of(rid) for rid in ids] == [0, 1, 2, 3]
+    assert index.row_of(8) is None and index.row_of(21) is None and index.row_of(0) is None
+    [(nearest, score)] = index.search(vectors[2], 1)
+    assert nearest == ids[2] and score == pytest.approx(1.0, abs=1e-5)
+    assert ids[2] not in [rid for rid, _ in index.search(vectors[2], 3, exclude=ids[2])]
