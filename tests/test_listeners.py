@@ -39,20 +39,12 @@ from core.service import LabelingService
 from core.store import read_session
 from core.types import LabelDef, RecordView
 from tests.conftest import make_settings
+from tests.test_bot import TEXTS as SPAM_HAM_TEXTS
 
 ADMIN, ALICE, BOB = "UADMIN", "UALICE", "UBOB"
 CHANNEL = "CGENERAL"
 DM = {ADMIN: "DADMIN", ALICE: "DALICE", BOB: "DBOB"}
-TEXTS = [
-    "win a free prize now, click the link",
-    "are we still meeting for lunch tomorrow",
-    "urgent: your account won a cash prize",
-    "can you send me the report tonight",
-    "free entry in a weekly competition",
-    "see you at the station at six",
-    "claim your free ringtone now",
-    "thanks for dinner yesterday",
-]
+TEXTS = SPAM_HAM_TEXTS
 
 
 # ------------------------------------------------------------------------------------------ fixtures

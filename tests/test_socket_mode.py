@@ -39,17 +39,11 @@ from core.models import Annotation
 from core.service import LabelingService
 from core.store import read_session
 from tests.conftest import make_settings
+from tests.test_bot import TEXTS as SPAM_HAM_TEXTS
 
 BOT_TOKEN, APP_TOKEN = "xoxb-test", "xapp-1-test"
 ALICE, CHANNEL = "UALICE", "CGENERAL"
-TEXTS = [
-    "win a free prize now, click the link",
-    "are we still meeting for lunch tomorrow",
-    "urgent: your account won a cash prize",
-    "can you send me the report tonight",
-    "free entry in a weekly competition",
-    "see you at the station at six",
-]
+TEXTS = SPAM_HAM_TEXTS[:6]
 ACK_TIMEOUT = 10.0
 
 Row = tuple[int, str, str, str]
