@@ -251,6 +251,18 @@ def load(conn: Connection, project_id: int, record_ids: list[int] | None = None)
     return [tuple(row) for row in conn.execute(query).all()]
 
 
+def count_by_user(conn: Connection, project_id: int, since: datetime) -> list[tuple[str, int]]:
+    """(annotator, answers given at or after ``since``)."""
+    return [
+        (who, int(n))
+        for who, n in conn.execute(
+            select(Annotation.annotator, func.count(Annotation.id))
+            .where(Annotation.project_id == project_id, Annotation.created_at >= since)
+            .group_by(Annotation.annotator)
+        ).all()
+    ]
+
+
 def complete_ids(conn: Connection, project_id: int) -> set[int]:
     return set(
         conn.execute(

@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from core import answers, handout, ingest, io, reports, stopping, training
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
 from core.learner import EmbeddingClassifier
-from core.models import Annotation, utcnow
+from core.models import utcnow
 from core.policy import RetrainPolicy
 from core.pools import PoolCache
 from core.projects import (
@@ -672,11 +672,7 @@ class LabelingService:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         with reading(self.engine) as conn:
             info = self.projects.info(conn, project)
-            rows = conn.execute(
-                select(Annotation.annotator, func.count(Annotation.id))
-                .where(Annotation.project_id == info.id, Annotation.created_at >= since)
-                .group_by(Annotation.annotator)
-            ).all()
+            rows = answers.count_by_user(conn, info.id, since)
         return dict(sorted(((who, int(n)) for who, n in rows), key=lambda kv: (-kv[1], kv[0])))
 
     def stopping_advice(self, project: ProjectKey) -> stopping.StoppingAdvice:
