@@ -9,6 +9,8 @@ Runs alone: ``python -m pytest tests/test_layering.py`` (it imports nothing of t
     starting with "Over 400 lines because".
 (d) The scheduler's job registry (``bot.scheduler._RUNTIME``) is read by the job functions only:
     listeners get the scheduler from bolt's context.
+(e) The facade (``core/service.py``) writes no SQL: the job modules own it. It may name the Engine it is
+    given, and the clock's default.
 
 Each scanner is a plain function of (path, source) so the self-tests at the bottom can feed it a forbidden
 import and watch it fail.
@@ -59,6 +61,10 @@ SIZE_JUSTIFICATION = "Over 400 lines because"
 REGISTRY_NAMES: frozenset[str] = frozenset({"_RUNTIME", "_RUNTIME_LOCK", "current_runtime"})
 REGISTRY_OWNER = "bot/scheduler.py"
 
+# (e) What the facade may import from the storage layer and SQLAlchemy, by full dotted name.
+FACADE = "core/service.py"
+FACADE_SQL_ALLOWED: frozenset[str] = frozenset({"sqlalchemy.Engine", "core.models.utcnow"})
+
 # Core modules whose size check is expected to fail for now, and why (xfail, not strict). Empty since
 # core/service.py was split (it had "core/service.py": "being split into modules").
 SIZE_IN_PROGRESS: dict[str, str] = {}
@@ -103,6 +109,16 @@ def imported_names(rel_path: str, source: str) -> list[tuple[int, str]]:
             if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
                 found.append((node.lineno, node.args[0].value))
     return found
+
+
+def facade_sql_violations(rel_path: str, source: str) -> list[str]:
+    """SQL building blocks the facade imports (``from sqlalchemy import select``, ``core.models.Record``)."""
+    return [
+        f"{rel_path}:{line} imports {name}"
+        for line, name in imported_names(rel_path, source)
+        if _matches(name, ("sqlalchemy", "sqlmodel", "core.models")) and name not in FACADE_SQL_ALLOWED
+        and name not in ("sqlalchemy", "core.models")  # the ``from X import`` line itself
+    ]
 
 
 def _matches(name: str, prefixes: tuple[str, ...] | list[str]) -> str | None:
@@ -220,6 +236,23 @@ def test_core_module_is_small_or_says_why(rel_path: str) -> None:
 def test_only_the_job_functions_read_the_scheduler_registry() -> None:
     problems = [v for rel_path, source in _modules("bot") for v in registry_violations(rel_path, source)]
     assert problems == []
+
+
+def test_the_facade_writes_no_sql() -> None:
+    assert facade_sql_violations(FACADE, (ROOT / FACADE).read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["from sqlalchemy import Engine, select\n", "from core.models import Record\n", "import sqlmodel\n"],
+)
+def test_facade_sql_scanner_flags_sql_building_blocks(source: str) -> None:
+    assert facade_sql_violations(FACADE, source)
+
+
+def test_facade_sql_scanner_allows_the_engine_and_the_clock() -> None:
+    allowed = "from sqlalchemy import Engine\nfrom core.models import utcnow\n"
+    assert facade_sql_violations(FACADE, allowed) == []
 
 
 def test_the_rules_name_real_modules() -> None:
