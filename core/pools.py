@@ -79,16 +79,22 @@ class PoolCache:
         return pool
 
     def guess(self, state: ProjectState) -> Callable[[int], tuple[str, float] | None]:
-        """record id -> the latest model's (label, probability); predicts the pool once per new run."""
-        pool = self.pool(state)
-        table = self._guess_table(state, pool)
-        if table is None:
-            return lambda _rid: None
-        _, _, rows, classes = table
+        """record id -> the latest model's (label, probability), or None.
+
+        Lazy: the pool is loaded (and predicted once per new run) only when a record is looked up, so
+        a card whose queue row carries its guess costs nothing here (a CLI ``next`` loads no pool).
+        """
+        found: list[tuple[Pool, Guesses | None]] = []
 
         def lookup(record_id: int) -> tuple[str, float] | None:
+            if not found:
+                pool = self.pool(state)
+                found.append((pool, self._guess_table(state, pool)))
+            pool, table = found[0]
+            if table is None:
+                return None
             row = pool.index.row_of(record_id)
-            return None if row is None else (classes[int(rows[row, 0])], float(rows[row, 1]))
+            return None if row is None else (table[3][int(table[2][row, 0])], float(table[2][row, 1]))
 
         return lookup
 

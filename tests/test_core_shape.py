@@ -227,3 +227,48 @@ def test_retrain_policy_counts_answers_and_cools_down() -> None:
     assert policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=1)
     assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=1, unranked=5)
     assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=0)
+
+
+def test_a_click_shows_the_previous_guesses_while_another_process_s_run_is_predicted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path)
+    here = LabelingService(settings, embedder=HashingEmbedder(64))
+    other = LabelingService(settings, embedder=HashingEmbedder(64))  # the CLI, another replica
+    try:
+        here.create_project("p", ["money", "weather"])
+        here.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+        answer_all(here)
+        first = here.retrain("p")
+        record = here.find_record("p", "0")
+        assert record.predicted_label is not None  # guesses of the first run, cached here
+        pid = here.get_project("p").id
+        assert here.pools.guesses_of(pid)[0] == first.id
+        second = other.retrain("p")
+        assert second.id != first.id
+
+        release, predicting = threading.Event(), threading.Event()
+        real_predict = type(here.pools)._predict_table
+
+        def held_predict(self, *args):  # type: ignore[no-untyped-def]
+            predicting.set()
+            assert release.wait(30)
+            return real_predict(self, *args)
+
+        monkeypatch.setattr(type(here.pools), "_predict_table", held_predict)
+        shown: list[object] = []
+        click = threading.Thread(target=lambda: shown.append(here.get_record("p", record.record_id)))
+        click.start()
+        click.join(30)
+        assert shown and not click.is_alive()  # answered while the new run's prediction is held
+        assert shown[0].predicted_label == record.predicted_label  # type: ignore[attr-defined]
+        assert predicting.wait(30)  # ... which a background thread started
+        release.set()
+        for _ in range(300):
+            if here.pools.guesses_of(pid)[0] == second.id:
+                break
+            threading.Event().wait(0.1)
+        assert here.pools.guesses_of(pid)[0] == second.id
+    finally:
+        here.close()
+        other.close()
