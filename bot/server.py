@@ -97,11 +97,6 @@ class SlackHTTPServer:
         host = self.server_address[0]
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
-    @property
-    def httpd(self) -> SlackHTTPServer:
-        """Kept for callers that set ``server.httpd.handle_error`` on the old http.server version."""
-        return self
-
     def handle_error(self, request: object, client_address: object) -> None:
         """Called inside ``except`` when bolt or a route raises (the client gets a 500); replaceable."""
         log.exception("error while serving %s", client_address)

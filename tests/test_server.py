@@ -115,7 +115,7 @@ def closed_by_server(sock: socket.socket) -> bool:
 def test_port_zero_picks_a_free_port_and_url_reports_it(server: SlackHTTPServer) -> None:
     assert server.port != 0
     assert server.url == f"http://127.0.0.1:{server.port}"
-    assert server.httpd.server_address == ("127.0.0.1", server.port)
+    assert server.server_address == ("127.0.0.1", server.port)
 
 
 def test_signed_request_gets_bolts_ack_and_a_bad_signature_does_not(server: SlackHTTPServer) -> None:
@@ -204,7 +204,7 @@ def test_a_route_that_raises_answers_500_and_reaches_handle_error(server: SlackH
 
         errors.append(sys.exc_info()[1])
 
-    server.httpd.handle_error = handle_error  # type: ignore[method-assign]
+    server.handle_error = handle_error  # type: ignore[method-assign]
     assert request(server, "GET", "/boom")[0] == 500
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
     assert request(server, "GET", "/echo")[0] == 200  # and the server carries on

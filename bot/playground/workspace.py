@@ -135,7 +135,7 @@ class Playground:
             self.standin.stop()
             raise
         # A page that goes away (reload, user switch) drops its long poll: not worth a traceback.
-        self.server.httpd.handle_error = _quiet_handle_error  # type: ignore[method-assign]
+        self.server.handle_error = _quiet_handle_error  # type: ignore[method-assign]
         self.sender = SlackRequestSender(f"{self.server.url}{EVENTS_PATH}", self.signing_secret,
                                          standin=self.standin, timeout=30)
         self._thread: threading.Thread | None = None
