@@ -3,8 +3,8 @@ slot; and the views of single records a card shows.
 
 A hand-out reads the ranked queue (``QueueItem``, replaced whole by each retrain) and writes leases —
 the one write a hand-out may make. It never rebuilds the queue: when the queue runs short it falls
-back to the rest of the pool in id order and says so (:attr:`HandOut.short`); the facade decides
-whether that calls for a retrain.
+back to the rest of the pool in id order and says how many were ranked (:attr:`HandOut.ranked`);
+the facade decides whether that calls for a retrain.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ POOL_REASON = "next in the pool"
 @dataclass(frozen=True)
 class HandOut:
     records: list[RecordView]
-    ranked: int  # how many came from the ranked queue
-    short: bool  # fewer ranked records than asked for, and unranked ones were handed out or remain
+    ranked: int  # how many came from the ranked queue (the rest: the pool in id order)
 
 
 def _available() -> Any:
@@ -150,7 +149,7 @@ def hand_out(
         )
         for rid, eid, text, label, conf, reason in picked
     ]
-    return HandOut(views, ranked, short=ranked < n and len(picked) > ranked)
+    return HandOut(views, ranked)
 
 
 def record_view(conn: Connection, info: ProjectInfo, record_id: int) -> RecordView:

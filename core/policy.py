@@ -67,4 +67,5 @@ class RetrainPolicy:
 
     @staticmethod
     def due_after_handout(asked: int, ranked: int, unranked: int) -> bool:
+        """``unranked``: records the hand-out took from the pool because the queue had too few."""
         return ranked < asked and unranked > 0

@@ -565,8 +565,11 @@ class LabelingService:
             return training.latest_classifier(conn, self.projects.info(conn, project).id)
 
     def _after_handout(self, info: ProjectInfo, asked: int, out: handout.HandOut) -> None:
-        # Policy: a queue that ran dry while unranked records remain is refilled on the worker.
-        if self._executor is not None and self.policy.every and out.short:
+        # A queue that ran dry while unranked records remain is refilled, on the worker only.
+        unranked = len(out.records) - out.ranked
+        if self._executor is not None and self.policy.every and self.policy.due_after_handout(
+            asked, out.ranked, unranked
+        ):
             self._request_retrain(info)
 
     def _count_answer(self, info: ProjectInfo, changed: bool) -> bool:
