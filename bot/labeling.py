@@ -77,6 +77,17 @@ def chosen_label(choice: ids.LabelChoice) -> Callable[[ProjectInfo], str]:
     return resolve
 
 
+def confirmed_project(ref: ids.ProjectRef) -> Callable[[ProjectInfo], None]:
+    """Refuses a project that is no longer the one a button was made for (checked in the write's own
+    transaction: ids of deleted projects can come back on databases made before they were unique)."""
+
+    def confirm(project: ProjectInfo) -> None:
+        if not ref.matches(project.name):
+            raise StaleCard("This project no longer exists.")
+
+    return confirm
+
+
 class Labeling:
     def __init__(
         self,

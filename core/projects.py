@@ -60,7 +60,9 @@ def check_labels(labels: Sequence[str | LabelDef]) -> list[LabelDef]:
     return defs
 
 
-_STATE_COLUMNS = (Project.id, Project.name, Project.version, Project.data_version, Project.latest_run_id)
+_STATE_COLUMNS = (
+    Project.id, Project.name, Project.version, Project.data_version, Project.latest_run_id, Project.created_at
+)
 # Built once: every facade call runs one of these.
 _STATE_BY_ID = select(*_STATE_COLUMNS).where(Project.id == bindparam("key"))
 _STATE_BY_NAME = select(*_STATE_COLUMNS).where(Project.name == bindparam("key"))
@@ -71,7 +73,7 @@ class ProjectCatalog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._infos: dict[int, tuple[int, ProjectInfo]] = {}  # id -> (version, info)
+        self._infos: dict[int, tuple[tuple, ProjectInfo]] = {}  # id -> ((version, name, created), info)
 
     def state(self, conn: Connection, key: ProjectKey) -> ProjectState:
         """The project's state row (one indexed read); ProjectNotFound when there is none."""
@@ -79,16 +81,19 @@ class ProjectCatalog:
         row = conn.execute(_STATE_BY_ID if by_id else _STATE_BY_NAME, {"key": key}).first()
         if row is None:
             raise ProjectNotFound(f"#{key}" if by_id else str(key))
-        pid, _, version, data_version, latest_run_id = row
+        pid, name, version, data_version, latest_run_id, created_at = row
+        # A project deleted and made again can get the same id (databases from before AUTOINCREMENT)
+        # and starts at version 0 again: its name and creation time tell it apart.
+        stamp = (version, name, created_at)
         with self._lock:
             cached = self._infos.get(pid)
-        if cached is None or cached[0] != version:
+        if cached is None or cached[0] != stamp:
             full = conn.execute(
                 select(Project.name, Project.labels, Project.settings, Project.created_at).where(
                     Project.id == pid
                 )
             ).one()
-            cached = (version, _info(pid, *full))
+            cached = (stamp, _info(pid, *full))
             with self._lock:
                 self._infos[pid] = cached
         return ProjectState(cached[1], int(data_version), latest_run_id)

@@ -65,6 +65,8 @@ EXPORT_COLUMNS = reports.EXPORT_COLUMNS
 #: A label by name, or a function choosing it from the project's label set as the answer's own
 #: transaction reads it (a chat button carries a label's index; the set may have changed since).
 LabelChoice = str | Callable[[ProjectInfo], str]
+#: Called with the project as a write transaction reads it; raises to refuse the write.
+ProjectCheck = Callable[[ProjectInfo], None]
 
 
 class LabelingService:
@@ -413,15 +415,34 @@ class LabelingService:
             self._count_answer(info, result.changed)
         return results
 
-    def skip(self, project: ProjectKey, record_id: int, user: str) -> None:
-        """``user`` won't be handed this record again."""
-        with writing(self.engine, urgent=True) as conn:
-            answers.skip(conn, self.projects.info(conn, project), record_id, user)
+    def skip(
+        self, project: ProjectKey, record_id: int, user: str, *, confirm: ProjectCheck | None = None
+    ) -> None:
+        """``user`` won't be handed this record again.
 
-    def undo(self, project: ProjectKey, user: str, record_id: int | None = None) -> UndoResult:
-        """Remove ``user``'s answer to ``record_id`` (default: their latest) and lease it back to them."""
+        ``confirm`` sees the project as this transaction reads it and may refuse it by raising (a chat
+        button names its project by id and checks it is still the one the button was made for).
+        """
         with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
+            if confirm is not None:
+                confirm(info)
+            answers.skip(conn, info, record_id, user)
+
+    def undo(
+        self,
+        project: ProjectKey,
+        user: str,
+        record_id: int | None = None,
+        *,
+        confirm: ProjectCheck | None = None,
+    ) -> UndoResult:
+        """Remove ``user``'s answer to ``record_id`` (default: their latest) and lease it back to them.
+        ``confirm``: as for :meth:`skip`."""
+        with writing(self.engine, urgent=True) as conn:
+            info = self.projects.info(conn, project)
+            if confirm is not None:
+                confirm(info)
             removed = answers.undo(conn, info, user, record_id, self.clock(), self.settings.lease_seconds)
         self._count_answer(info, True)
         return UndoResult(
@@ -567,8 +588,10 @@ class LabelingService:
     def _after_handout(self, info: ProjectInfo, asked: int, out: handout.HandOut) -> None:
         # A queue that ran dry while unranked records remain is refilled, on the worker only.
         unranked = len(out.records) - out.ranked
-        if self._executor is not None and self.policy.every and self.policy.due_after_handout(
-            asked, out.ranked, unranked
+        if (
+            self._executor is not None
+            and self.policy.every
+            and self.policy.due_after_handout(asked, out.ranked, unranked)
         ):
             self._request_retrain(info)
 

@@ -272,3 +272,36 @@ def test_a_click_shows_the_previous_guesses_while_another_process_s_run_is_predi
     finally:
         here.close()
         other.close()
+
+
+def test_a_project_made_again_under_a_reused_id_is_not_taken_for_the_cached_one(tmp_path: Path) -> None:
+    # Databases made before ids were AUTOINCREMENT reuse a deleted project's id, and every new
+    # project starts at version 0: the cache must still tell them apart.
+    from sqlalchemy import text
+
+    settings = make_settings(tmp_path)
+    bot, cli = (LabelingService(settings, embedder=HashingEmbedder(64)) for _ in range(2))
+    try:
+        old = bot.create_project("q", ["x", "y"])
+        assert bot.get_project(old.id).labels[0].name == "x"  # cached in the bot
+        cli.delete_project("q")
+        new = cli.create_project("n", ["pos", "neg", "neutral"], answers_per_record=3)
+        with cli.engine.begin() as conn:  # what SQLite without AUTOINCREMENT would have done
+            conn.execute(text("UPDATE project SET id = :old WHERE id = :new"), {"old": old.id, "new": new.id})
+        seen = bot.get_project(old.id)
+        assert (seen.name, seen.label_names, seen.answers_per_record) == ("n", ("pos", "neg", "neutral"), 3)
+
+        def refuse_renamed(project):  # type: ignore[no-untyped-def]
+            if project.name != "q":
+                raise ValueError("not the project this button was made for")
+
+        cli.import_rows("n", [ImportRow(line=1, external_id="n0", text="a new record")])
+        record = cli.find_record("n", "n0")
+        with pytest.raises(ValueError):
+            bot.skip(old.id, record.record_id, "alice", confirm=refuse_renamed)
+        with pytest.raises(ValueError):
+            bot.undo(old.id, "alice", confirm=refuse_renamed)
+        assert [r.record_id for r in bot.next_records("n", "alice", 1)] == [record.record_id]  # not skipped
+    finally:
+        bot.close()
+        cli.close()

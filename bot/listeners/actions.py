@@ -11,7 +11,16 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks, ids
-from bot.labeling import Labeling, StaleCard, ack_first, card_location, chosen_label, mark_stale, stale_reason
+from bot.labeling import (
+    Labeling,
+    StaleCard,
+    ack_first,
+    card_location,
+    chosen_label,
+    confirmed_project,
+    mark_stale,
+    stale_reason,
+)
 from core.errors import LabelbotError, NothingToUndo
 from core.types import AnswerResult
 
@@ -65,7 +74,7 @@ def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
     try:
         ref = ids.parse_record_value(action.get("value"))
         # By id: ids are never reused, so a deleted project's card fails here as ProjectNotFound.
-        labeling.service.skip(ref.project_id, ref.record_id, user)
+        labeling.service.skip(ref.project_id, ref.record_id, user, confirm=confirmed_project(ref))
     except (ValueError, LabelbotError) as exc:
         ack()
         labeling.later(mark_stale, client, body, stale_reason(exc))
@@ -93,7 +102,7 @@ def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
     user = body["user"]["id"]
     try:
         ref = ids.parse_record_value(action.get("value"))
-        labeling.service.undo(ref.project_id, user, record_id=ref.record_id)
+        labeling.service.undo(ref.project_id, user, record_id=ref.record_id, confirm=confirmed_project(ref))
     except NothingToUndo:
         ack()  # a repeated Undo click: the card was restored by the first one
         return
