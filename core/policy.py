@@ -45,7 +45,9 @@ class RetrainPolicy:
     - ``every`` new or changed answers (0: never on answers; the scheduler's interval check remains);
     - after an import that added records or labels (the cold-start or updated ranking);
     - when a hand-out found fewer ranked records than asked for while unranked ones remain: the queue
-      ran dry before the next retrain. Always off the click path, on the training worker.
+      ran dry before the next retrain (with the same cooldown as answers).
+    All of them on the training worker, off the click path; a service without one (the CLI) never
+    retrains on its own.
     """
 
     every: int = 10
@@ -59,13 +61,26 @@ class RetrainPolicy:
     ) -> bool:
         if self.every <= 0 or answers_since_retrain < self.every:
             return False
+        return self.cooled_down(seconds_since_last, last_took)
+
+    def cooled_down(self, seconds_since_last: float | None, last_took: float) -> bool:
+        """Whether the pause after the last retrain in this process (None: none yet) is over."""
         return seconds_since_last is None or seconds_since_last >= self.cooldown * last_took
 
     @staticmethod
     def due_after_import(new_records: int, new_answers: int) -> bool:
         return new_records > 0 or new_answers > 0
 
-    @staticmethod
-    def due_after_handout(asked: int, ranked: int, unranked: int) -> bool:
+    def due_after_handout(
+        self,
+        asked: int,
+        ranked: int,
+        unranked: int,
+        *,
+        seconds_since_last: float | None = None,
+        last_took: float = 0.0,
+    ) -> bool:
         """``unranked``: records the hand-out took from the pool because the queue had too few."""
-        return ranked < asked and unranked > 0
+        if self.every <= 0 or not (ranked < asked and unranked > 0):
+            return False
+        return self.cooled_down(seconds_since_last, last_took)

@@ -265,7 +265,12 @@ class LabelingService:
             done = ingest.write(conn, info, rows, texts, vectors, embedder.name, source)
             if done.new_records or done.new_answers:
                 self.projects.bump_data_version(conn, info.id)
-        if self.policy.every and self.policy.due_after_import(done.new_records, done.new_answers):
+        # On the training worker only: a caller without one (the CLI) retrains when it chooses.
+        if (
+            self._executor is not None
+            and self.policy.every
+            and self.policy.due_after_import(done.new_records, done.new_answers)
+        ):
             self._request_retrain(info)
         return ImportResult(
             project=info.name,
@@ -587,25 +592,24 @@ class LabelingService:
 
     def _after_handout(self, info: ProjectInfo, asked: int, out: handout.HandOut) -> None:
         # A queue that ran dry while unranked records remain is refilled, on the worker only.
-        unranked = len(out.records) - out.ranked
-        if (
-            self._executor is not None
-            and self.policy.every
-            and self.policy.due_after_handout(asked, out.ranked, unranked)
+        if self._executor is not None and self.policy.due_after_handout(
+            asked, out.ranked, len(out.records) - out.ranked, **self._since_last_retrain(info.id)
         ):
             self._request_retrain(info)
+
+    def _since_last_retrain(self, project_id: int) -> dict[str, Any]:
+        with self._lock:
+            finished, took = self._last_retrain.get(project_id, (None, 0.0))
+        since = None if finished is None else time.monotonic() - finished
+        return {"seconds_since_last": since, "last_took": took}
 
     def _count_answer(self, info: ProjectInfo, changed: bool) -> bool:
         if not changed or not self.policy.every:
             return False
+        since = self._since_last_retrain(info.id)
         with self._lock:
             self._answers_since_train[info.id] += 1
-            finished, took = self._last_retrain.get(info.id, (None, 0.0))
-            due = self.policy.due_after_answers(
-                self._answers_since_train[info.id],
-                seconds_since_last=None if finished is None else time.monotonic() - finished,
-                last_took=took,
-            )
+            due = self.policy.due_after_answers(self._answers_since_train[info.id], **since)
             pending = self._pending_retrains.get(info.id)
         if not due or self._executor is None or (pending is not None and not pending.done()):
             return False

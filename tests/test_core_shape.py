@@ -224,9 +224,12 @@ def test_retrain_policy_counts_answers_and_cools_down() -> None:
     assert not rules.due_after_answers(10, seconds_since_last=0.5, last_took=2.0)
     assert rules.due_after_answers(10, seconds_since_last=2.5, last_took=2.0)
     assert not policy.RetrainPolicy(every=0).due_after_answers(100)
-    assert policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=1)
-    assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=1, unranked=5)
-    assert not policy.RetrainPolicy.due_after_handout(asked=1, ranked=0, unranked=0)
+    assert rules.due_after_handout(asked=1, ranked=0, unranked=1)
+    assert not rules.due_after_handout(asked=1, ranked=1, unranked=5)
+    assert not rules.due_after_handout(asked=1, ranked=0, unranked=0)
+    assert not rules.due_after_handout(asked=1, ranked=0, unranked=1, seconds_since_last=0.5, last_took=2.0)
+    assert rules.due_after_handout(asked=1, ranked=0, unranked=1, seconds_since_last=2.5, last_took=2.0)
+    assert not policy.RetrainPolicy(every=0).due_after_handout(asked=1, ranked=0, unranked=1)
 
 
 def test_a_click_shows_the_previous_guesses_while_another_process_s_run_is_predicted(
