@@ -78,18 +78,20 @@ class PoolCache:
             self._pools[pid] = pool
         return pool
 
-    def guess(self, state: ProjectState) -> Callable[[int], tuple[str, float] | None]:
+    def guess(self, state: ProjectState, *, fresh: bool = True) -> Callable[[int], tuple[str, float] | None]:
         """record id -> the latest model's (label, probability), or None.
 
         Lazy: the pool is loaded (and predicted once per new run) only when a record is looked up, so
         a card whose queue row carries its guess costs nothing here (a CLI ``next`` loads no pool).
+        ``fresh=False`` (the click path): while the latest run's guesses are being made, the previous
+        run's are shown; reports and exports keep the default and always see the latest run.
         """
         found: list[tuple[Pool, Guesses | None]] = []
 
         def lookup(record_id: int) -> tuple[str, float] | None:
             if not found:
                 pool = self.pool(state)
-                found.append((pool, self._guess_table(state, pool)))
+                found.append((pool, self._guess_table(state, pool, fresh=fresh)))
             pool, table = found[0]
             if table is None:
                 return None
@@ -98,7 +100,7 @@ class PoolCache:
 
         return lookup
 
-    def _guess_table(self, state: ProjectState, pool: Pool) -> Guesses | None:
+    def _guess_table(self, state: ProjectState, pool: Pool, *, fresh: bool) -> Guesses | None:
         """The latest run's guesses; a click never predicts the pool when earlier guesses exist.
 
         A new run's table comes with it from the training worker (:meth:`remember_guesses`); one
@@ -116,7 +118,7 @@ class PoolCache:
             expected = self._expected.get(pid, 0)
         if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
             return cached
-        if cached is not None and cached[1] == pool.data_version:
+        if not fresh and cached is not None and cached[1] == pool.data_version:
             if not expected and computing.acquire(blocking=False):
                 threading.Thread(
                     target=self._refresh,

@@ -324,7 +324,9 @@ class LabelingService:
             state = self.projects.state(conn, project)
             out = handout.hand_out(conn, state.info, user, n, self.clock(), self.settings.lease_seconds)
         self._after_handout(state.info, n, out)
-        guess = self.pools.guess(state)  # after the commit: it may load the pool or predict
+        # After the commit (it may load the pool); a click shows the previous run's guesses while the
+        # latest run's are being made.
+        guess = self.pools.guess(state, fresh=False)
         return [handout.with_guess(view, guess) for view in out.records]
 
     def record_answer(
@@ -374,7 +376,9 @@ class LabelingService:
             )
         if out is not None:
             self._after_handout(state.info, next_cards, out)
-        guess = self.pools.guess(state)  # after the commit: it may load the pool or predict
+        # After the commit (it may load the pool); a click shows the previous run's guesses while the
+        # latest run's are being made.
+        guess = self.pools.guess(state, fresh=False)
         cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
         return CardUpdate(state.info, handout.with_guess(record, guess), cards)
 

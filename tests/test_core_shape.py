@@ -260,7 +260,9 @@ def test_a_click_shows_the_previous_guesses_while_another_process_s_run_is_predi
 
         monkeypatch.setattr(type(here.pools), "_predict_table", held_predict)
         shown: list[object] = []
-        click = threading.Thread(target=lambda: shown.append(here.get_record("p", record.record_id)))
+        click = threading.Thread(
+            target=lambda: shown.append(here.card_update("p", record.record_id, "alice").record)
+        )
         click.start()
         click.join(30)
         assert shown and not click.is_alive()  # answered while the new run's prediction is held
@@ -272,6 +274,12 @@ def test_a_click_shows_the_previous_guesses_while_another_process_s_run_is_predi
                 break
             threading.Event().wait(0.1)
         assert here.pools.guesses_of(pid)[0] == second.id
+        # Reports never show an old run's guesses: they wait for the latest one.
+        third = other.retrain("p")
+        assert third.id != second.id
+        latest = other.get_record("p", record.record_id)
+        assert here.get_record("p", record.record_id) == latest
+        assert here.pools.guesses_of(pid)[0] == third.id
     finally:
         here.close()
         other.close()
