@@ -28,13 +28,13 @@ Guess = Callable[[int], "tuple[str, float] | None"]
 
 
 def with_guess(view: RecordView, guess: Guess) -> RecordView:
-    """``view`` with the latest model's guess where it has none (queue rows carry their own).
+    """``view`` with the latest model's guess: a record view, or a record handed out from the pool.
 
     Applied after the transaction that read the record: a guess may need the pool loaded or a
     predict over it, which must never hold the write lock.
     """
-    if view.predicted_label is not None:
-        return view
+    if view.predicted_label is not None or view.reason not in ("", POOL_REASON):
+        return view  # a ranked row shows the guess of the run that ranked it (none at a cold start)
     g = guess(view.record_id)
     return view if g is None else dataclasses.replace(view, predicted_label=g[0], confidence=g[1])
 
