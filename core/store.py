@@ -74,14 +74,19 @@ _LATER_COLUMNS = (
 
 def _add_missing_columns(engine: Engine) -> None:
     """Bring a database made by an earlier release up to date (``create_all`` never alters a table)."""
-    inspector = inspect(engine)
-    existing = {t: {c["name"] for c in inspector.get_columns(t)} for t in {t for t, *_ in _LATER_COLUMNS}}
-    with engine.begin() as conn:
-        for table, column, ddl, backfill in _LATER_COLUMNS:
-            if column not in existing[table]:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
-                if backfill:
-                    conn.execute(text(backfill))
+    with engine.connect() as conn:
+        # Under SQLite's write lock (BEGIN IMMEDIATE): two processes opening an old database at once
+        # must not both add the same column.
+        conn.execution_options(write=True)
+        with conn.begin():
+            inspector = inspect(conn)
+            tables = {t for t, *_ in _LATER_COLUMNS}
+            existing = {t: {c["name"] for c in inspector.get_columns(t)} for t in tables}
+            for table, column, ddl, backfill in _LATER_COLUMNS:
+                if column not in existing[table]:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+                    if backfill:
+                        conn.execute(text(backfill))
 
 
 def upsert(conn: Connection, table: Any) -> Any:

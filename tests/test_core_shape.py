@@ -316,3 +316,42 @@ def test_a_project_made_again_under_a_reused_id_is_not_taken_for_the_cached_one(
     finally:
         bot.close()
         cli.close()
+
+
+def test_a_database_from_before_the_version_columns_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    from core.store import create_db_engine
+
+    settings = make_settings(tmp_path)
+    svc = LabelingService(settings, embedder=HashingEmbedder(64))
+    svc.create_project("p", ["money", "weather"])
+    svc.import_rows("p", [ImportRow(line=i, external_id=str(i), text=t) for i, t in enumerate(TEXTS)])
+    answer_all(svc)
+    run = svc.retrain("p")
+    svc.close()
+    path = settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:  # as the release before these columns left it
+        con.execute("ALTER TABLE project DROP COLUMN version")
+        con.execute("ALTER TABLE project DROP COLUMN latest_run_id")
+    errors: list[str] = []
+
+    def open_it() -> None:
+        try:
+            create_db_engine(settings.database_url).dispose()
+        except Exception as exc:  # two processes adding one column would fail here
+            errors.append(repr(exc))
+
+    openers = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in openers:
+        thread.start()
+    for thread in openers:
+        thread.join(30)
+    assert errors == []
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version, latest_run_id FROM project").fetchall() == [(0, run.id)]
+    again = LabelingService(settings, embedder=HashingEmbedder(64))
+    try:
+        assert again.find_record("p", "0").predicted_label in ("money", "weather")  # guesses of that run
+    finally:
+        again.close()
