@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from core.index import VectorIndex
-from core.models import Embedding, ModelRun
+from core.models import Embedding, ModelRun, Project
 from core.projects import ProjectState
 from core.store import reading
 
@@ -53,6 +53,7 @@ class PoolCache:
         self._pools: dict[int, Pool] = {}
         self._guesses: dict[int, Guesses] = {}
         self._computing: dict[int, threading.Lock] = {}
+        self._loading: dict[int, threading.Lock] = {}
         self._expected: dict[int, int] = {}  # projects whose retrain in flight brings new guesses
 
     def pool(self, state: ProjectState) -> Pool:
@@ -60,9 +61,19 @@ class PoolCache:
         pid, model = state.info.id, self._model_name()
         with self._lock:
             cached = self._pools.get(pid)
-        if cached is not None and cached.data_version == state.data_version and cached.model == model:
+            loading = self._loading.setdefault(pid, threading.Lock())
+        if cached is not None and cached.data_version >= state.data_version and cached.model == model:
             return cached
-        with reading(self.engine) as conn:
+        with loading:  # one thread loads; the others wait for its pool rather than load their own
+            with self._lock:
+                cached = self._pools.get(pid)
+            if cached is not None and cached.data_version >= state.data_version and cached.model == model:
+                return cached
+            return self._load(pid, model)
+
+    def _load(self, pid: int, model: str) -> Pool:
+        with reading(self.engine) as conn:  # the rows and the version they are, from one snapshot
+            version = int(conn.execute(select(Project.data_version).where(Project.id == pid)).scalar_one())
             rows = conn.execute(
                 select(Embedding.record_id, Embedding.vector)
                 .where(Embedding.project_id == pid, Embedding.model == model)
@@ -73,7 +84,7 @@ class PoolCache:
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         else:
             ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-        pool = Pool(state.data_version, model, VectorIndex(ids, vectors))
+        pool = Pool(version, model, VectorIndex(ids, vectors))
         with self._lock:
             self._pools[pid] = pool
         return pool

@@ -362,9 +362,9 @@ class LabelingService:
     ) -> CardUpdate:
         """After a click: the record as its card should now show it, and ``user``'s next cards.
 
-        One transaction; its only writes are the leases of the cards handed out.
+        One transaction; its only writes are the leases of the cards handed out (none asked: a read).
         """
-        with writing(self.engine) as conn:
+        with (writing if next_cards > 0 else reading)(self.engine) as conn:
             state = self.projects.state(conn, project)
             record = handout.record_view(conn, state.info, record_id)
             out = (

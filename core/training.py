@@ -8,6 +8,7 @@ stability, written onto the run afterwards): labelers get the new ranking as soo
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from core.projects import ProjectCatalog, ProjectState
 from core.store import reading, writing
 from core.strategies import get_strategy
 from core.types import ModelRunInfo, ProjectInfo
+
+log = logging.getLogger(__name__)
 
 
 def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.AggregateLabel]:
@@ -150,13 +153,17 @@ def retrain(
     pools.remember_guesses(info.id, guesses)
     if run is None or classifier is None or proba is None:
         return Trained(run, guesses, fingerprint)
-    # The tail: metrics that describe the run but never change the queue.
-    X = pool.vectors[labeled_rows]
-    metrics = cross_validated_metrics(X, y, estimator_factory=lambda: EmbeddingClassifier(random_state=0))
-    metrics.update(stability_metrics(engine, info, pool, labeled_rows, proba, classes, embedding_model))
-    with writing(engine) as conn:
-        conn.execute(update(ModelRun).where(ModelRun.id == run.id).values(metrics=metrics))
-        run = _run_info(conn, run.id, info.name)
+    # The tail: metrics that describe the run but never change the queue. If they fail, the run and
+    # its queue stand without them (the learning curve skips the point).
+    try:
+        X = pool.vectors[labeled_rows]
+        metrics = cross_validated_metrics(X, y, estimator_factory=lambda: EmbeddingClassifier(random_state=0))
+        metrics.update(stability_metrics(engine, info, pool, labeled_rows, proba, classes, embedding_model))
+        with writing(engine) as conn:
+            conn.execute(update(ModelRun).where(ModelRun.id == run.id).values(metrics=metrics))
+            run = _run_info(conn, run.id, info.name)
+    except Exception:
+        log.exception("Metrics of run %s of %s failed; the run and its queue stand", run.id, info.name)
     return Trained(run, guesses, fingerprint)
 
 
