@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
@@ -199,18 +200,25 @@ def answered_pairs(conn: Connection, project_id: int) -> set[tuple[int, str]]:
     }
 
 
-def recompute_completeness(conn: Connection, info: ProjectInfo, *, recount: bool = False) -> None:
-    """After a bulk change (import, new k): every record's count and completeness in a few statements."""
+def recompute_completeness(
+    conn: Connection, info: ProjectInfo, *, record_ids: list[int] | None = None
+) -> None:
+    """After a bulk change: completeness of every record (a new k), or count and completeness of
+    ``record_ids`` (imported answers), in a few statements per chunk."""
+    if record_ids is None:
+        _recompute(conn, info, Record.project_id == info.id, recount=False)
+        return
+    for start in range(0, len(record_ids), _CHUNK):
+        _recompute(conn, info, Record.id.in_(record_ids[start : start + _CHUNK]), recount=True)
+
+
+def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool) -> None:
     gold = select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.source == "review")
     if recount:
         counts = select(func.count(Annotation.id)).where(Annotation.record_id == Record.id).scalar_subquery()
-        conn.execute(update(Record).where(Record.project_id == info.id).values(n_answers=counts))
+        conn.execute(update(Record).where(which).values(n_answers=counts))
     k = info.answers_per_record
-    conn.execute(
-        update(Record)
-        .where(Record.project_id == info.id)
-        .values(complete=(Record.n_answers >= k) | Record.id.in_(gold))
-    )
+    conn.execute(update(Record).where(which).values(complete=(Record.n_answers >= k) | Record.id.in_(gold)))
     if not info.extra_answer_on_disagreement:
         return
     # Ties among exactly k answers are reopened for one more labeler (core.policy.is_complete).
@@ -218,7 +226,7 @@ def recompute_completeness(conn: Connection, info: ProjectInfo, *, recount: bool
         select(Annotation.record_id, Annotation.label)
         .join(Record, Record.id == Annotation.record_id)
         .where(
-            Record.project_id == info.id,
+            which,
             Record.complete.is_(True),
             Record.n_answers == k,
             Record.id.not_in(gold),

@@ -1,13 +1,13 @@
 """Ingest: new records, their embeddings and imported answers, through SQLAlchemy Core bulk inserts.
 
-Embedding happens before the write transaction (it is slow and needs no lock); bad input has been
-rejected by ``core.io`` before anything is written.
+Embedding happens before any write (it is slow and needs no lock); bad input has been rejected by
+``core.io`` before anything is written. The facade writes records in batches of bounded transactions,
+so a large import never holds SQLite's write lock for long (a click waits for it before its ack).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection, insert, select
@@ -17,12 +17,6 @@ from core.models import Embedding, Record, utcnow
 from core.types import ProjectInfo
 
 _CHUNK = 5_000
-
-
-@dataclass(frozen=True)
-class Ingested:
-    new_records: int
-    new_answers: int
 
 
 def known_ids(conn: Connection, project_id: int) -> dict[str, int]:
@@ -40,45 +34,50 @@ def new_texts(rows: Sequence[io.ImportRow], known: dict[str, int]) -> dict[str, 
     return texts
 
 
-def write(
+def add_records(
     conn: Connection,
     info: ProjectInfo,
-    rows: Sequence[io.ImportRow],
-    texts: dict[str, str],
-    vectors: np.ndarray | None,
+    texts: list[tuple[str, str]],
+    metas: dict[str, dict],
+    vectors: np.ndarray,
     model: str,
-    source: str,
-) -> Ingested:
-    """Insert the new records with their vectors, then the rows' labels as answers (once per annotator)."""
-    known = {}
-    if texts:
-        metas = {row.external_id: row.metadata for row in rows}
-        now = utcnow()
-        values = [
-            {
-                "project_id": info.id,
-                "external_id": eid,
-                "text": text,
-                "meta": metas.get(eid, {}),
-                "n_answers": 0,
-                "complete": False,
-                "created_at": now,
-            }
-            for eid, text in texts.items()
-        ]
-        for start in range(0, len(values), _CHUNK):
-            conn.execute(insert(Record), values[start : start + _CHUNK])
-        known = known_ids(conn, info.id)
-        assert vectors is not None
-        emb_rows = [
-            {"record_id": known[eid], "project_id": info.id, "model": model, "vector": vectors[i].tobytes()}
-            for i, eid in enumerate(texts)
-        ]
-        for start in range(0, len(emb_rows), _CHUNK):
-            conn.execute(insert(Embedding), emb_rows[start : start + _CHUNK])
+) -> None:
+    """Insert new records (external id, text) and their vectors (row i for texts[i])."""
+    now = utcnow()
+    values = [
+        {
+            "project_id": info.id,
+            "external_id": eid,
+            "text": text,
+            "meta": metas.get(eid, {}),
+            "n_answers": 0,
+            "complete": False,
+            "created_at": now,
+        }
+        for eid, text in texts
+    ]
+    for start in range(0, len(values), _CHUNK):
+        conn.execute(insert(Record), values[start : start + _CHUNK])
+    ids = dict(
+        conn.execute(
+            select(Record.external_id, Record.id).where(
+                Record.project_id == info.id, Record.external_id.in_([eid for eid, _ in texts])
+            )
+        ).all()
+    )
+    emb_rows = [
+        {"record_id": ids[eid], "project_id": info.id, "model": model, "vector": vectors[i].tobytes()}
+        for i, (eid, _) in enumerate(texts)
+    ]
+    for start in range(0, len(emb_rows), _CHUNK):
+        conn.execute(insert(Embedding), emb_rows[start : start + _CHUNK])
+
+
+def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow], source: str) -> int:
+    """The rows' labels as answers (once per record and annotator), and the touched records' counts."""
     if not any(row.label is not None for row in rows):
-        return Ingested(len(texts), 0)
-    known = known or known_ids(conn, info.id)
+        return 0
+    known = known_ids(conn, info.id)
     answered = answers.answered_pairs(conn, info.id)
     new_answers = []
     now = utcnow()
@@ -101,8 +100,8 @@ def write(
         )
     answers.insert_imported(conn, new_answers)
     if new_answers:
-        answers.recompute_completeness(conn, info, recount=True)
-    return Ingested(len(texts), len(new_answers))
+        answers.recompute_completeness(conn, info, record_ids=sorted({a["record_id"] for a in new_answers}))
+    return len(new_answers)
 
 
 def missing_vectors(conn: Connection, project_id: int, model: str) -> list[tuple[int, str]]:

@@ -355,3 +355,30 @@ def test_a_database_from_before_the_version_columns_is_brought_up_to_date(tmp_pa
         assert again.find_record("p", "0").predicted_label in ("money", "weather")  # guesses of that run
     finally:
         again.close()
+
+
+def test_a_large_import_writes_in_bounded_transactions_each_record_with_its_own_vector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.service
+
+    monkeypatch.setattr(core.service, "IMPORT_BATCH", 5)
+    embedder = HashingEmbedder(64)
+    svc = LabelingService(make_settings(tmp_path), embedder=embedder)
+    try:
+        svc.create_project("p", ["money", "weather"])
+        rows = [ImportRow(line=i, external_id=str(i), text=t, label="money" if i == 11 else None)
+                for i, t in enumerate(TEXTS)]
+        with recorded(svc) as seen:
+            result = svc.import_rows("p", rows)
+        assert (result.new_records, result.annotations) == (12, 1)
+        # 12 records in batches of 5 (3 transactions), then the answers and the data version (1).
+        assert len([s for s in seen["statements"] if s == "INSERT"]) >= 3
+        assert len(seen["transactions"]) == 2 + 3 + 1  # project and known ids read, 3 batches, the answers
+        for i, text in enumerate(TEXTS):
+            rid = svc.find_record("p", str(i)).record_id
+            [nearest] = svc.similar("p", text=text, k=1)
+            assert nearest.record_id == rid and nearest.score == pytest.approx(1.0, abs=1e-5)
+        assert svc.status("p").labeled == 1 and svc.pending_count("p") == 11
+    finally:
+        svc.close()
