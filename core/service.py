@@ -61,9 +61,10 @@ log = logging.getLogger(__name__)
 
 SOURCES = answers.SOURCES
 #: Records written per transaction by an import (about 0.15 s of SQLite's write lock on this machine),
-#: and the pause between two such transactions.
+#: and the pause between two such transactions: the longest a process waiting for the lock sleeps
+#: between tries (SQLite's busy handler: 1, 2, 5 … 100 ms), so it gets in (bench/import_contention.py).
 IMPORT_BATCH = 5_000
-IMPORT_PAUSE = 0.05
+IMPORT_PAUSE = 0.1
 EXPORT_COLUMNS = reports.EXPORT_COLUMNS
 
 #: A label by name, or a function choosing it from the project's label set as the answer's own
