@@ -99,7 +99,7 @@ class Labeling:
         self.service = service
         self.admins = admins
         self._executor = executor or ThreadPoolExecutor(
-            max_workers=8, thread_name_prefix="labelbot-after-ack"
+            max_workers=4, thread_name_prefix="labelbot-after-ack"
         )
         self._dms: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -192,17 +192,20 @@ class Labeling:
                 channel=channel, **blocks.label_card(project, record, nonce=ids.new_nonce())
             )
 
-    def send_cards(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
-        """DM ``user_id`` their next ``n`` cards; returns how many were sent (none: nothing is posted)."""
+    def send_cards(
+        self,
+        client: WebClient,
+        project: ProjectInfo,
+        user_id: str,
+        n: int = 1,
+        *,
+        say_when_none: bool = False,
+    ) -> int:
+        """DM ``user_id`` their next ``n`` cards; returns how many were sent. With none left, nothing is
+        posted, or (``say_when_none``, after a click say) a line saying so."""
         records = self.service.next_records(project.id, user_id, n)
-        if records:
+        if records or say_when_none:
             self.post_cards(client, project, user_id, records)
-        return len(records)
-
-    def send_next(self, client: WebClient, project: ProjectInfo, user_id: str, n: int = 1) -> int:
-        """Like ``send_cards``, but says so in the DM when nothing is left (after a click, say)."""
-        records = self.service.next_records(project.id, user_id, n)
-        self.post_cards(client, project, user_id, records)
         return len(records)
 
 

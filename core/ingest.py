@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from core import answers, io
 from core.models import Embedding, Record, utcnow
@@ -139,8 +139,6 @@ def records_for_export(conn: Connection, project_id: int) -> list[tuple]:
 
 def counts(conn: Connection, project_id: int) -> tuple[int, int]:
     """(records, records still needing an answer)."""
-    from sqlalchemy import func
-
     total, remaining = conn.execute(
         select(func.count(Record.id), func.count(Record.id).filter(Record.complete.is_(False))).where(
             Record.project_id == project_id

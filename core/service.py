@@ -1,24 +1,22 @@
 """The facade every client uses (bot, CLI, playground, simulator): ids and primitives in, frozen
-dataclasses out. It opens the transactions, applies the rules of ``core.policy`` and hands slow work
-to the training worker; the job modules (projects, ingest, handout, answers, training, reports) own
-the SQL and the computing.
+dataclasses out. It opens the transactions and tells ``core.retraining`` what happened (which applies
+``core.policy`` and retrains off the click path); the job modules (projects, ingest, handout, answers,
+training, pools, reports) own the SQL and the computing.
 
 A read never writes. The one write a hand-out makes is its leases. Who refills an emptied queue is
-decided here, after the hand-out's transaction, and done on the training worker.
+decided after the hand-out's transaction, and done on the training worker.
 
-Over 400 lines because it is the one list of use cases: each method is a short orchestration.
+Over 400 lines because it is the one list of use cases the clients call (about 35 public methods,
+each opening its transaction and calling the job modules, 10–30 lines apiece): splitting it would
+give the bot and the CLI several facades to learn instead of one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from core.projects import (
     check_labels,
     check_strategy,
 )
+from core.retraining import Retraining, RetrainListener
 from core.store import create_db_engine, reading, writing
 from core.types import (
     AnswerResult,
@@ -96,28 +95,24 @@ class LabelingService:
         self.settings = settings or load_settings()
         self.clock = clock
         self.engine = engine or create_db_engine(self.settings.database_url)
-        self.trainer = trainer
-        self.policy = RetrainPolicy(
-            every=self.settings.retrain_every, cooldown=self.settings.retrain_cooldown
-        )
         self._embedder = embedder
         self.projects = ProjectCatalog()
         self.pools = PoolCache(self.engine, lambda: self.embedder.name)
-        self._lock = threading.Lock()
-        self._retrain_locks: dict[int, threading.Lock] = {}
-        self._answers_since_train: Counter[int] = Counter()
-        self._pending_retrains: dict[int, Future[ModelRunInfo | None]] = {}
-        self._trained_fingerprints: dict[int, str] = {}
-        self._last_retrain: dict[int, tuple[float, float]] = {}  # project -> (finished, seconds), monotonic
-        self._advice_cache: dict[int, tuple[str, Any]] = {}
-        self._executor = (
-            ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="labelbot-train", initializer=self._lower_training_priority
-            )
-            if background
-            else None
+        self.retraining = Retraining(
+            RetrainPolicy(every=self.settings.retrain_every, cooldown=self.settings.retrain_cooldown),
+            self.pools,
+            retrain_here=lambda project_id: self.retrain_with_guesses(project_id),
+            background=background,
+            trainer=trainer,
+            nice=self.settings.training_nice,
         )
-        self.retrain_listeners: list[Callable[[ModelRunInfo | None, str], None]] = []
+        self._lock = threading.Lock()
+        self._advice_cache: dict[int, tuple[str, Any]] = {}
+
+    @property
+    def retrain_listeners(self) -> list[RetrainListener]:
+        """Called after each background retrain with its run and the project's name."""
+        return self.retraining.listeners
 
     @property
     def embedder(self) -> Embedder:
@@ -130,10 +125,7 @@ class LabelingService:
 
     def close(self) -> None:
         """Wait for background work and release the database."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        if self.trainer is not None:
-            self.trainer.close()
+        self.retraining.close()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ projects
@@ -286,13 +278,7 @@ class LabelingService:
             new_answers = ingest.add_answers(conn, info, rows, source)
             if new or new_answers:
                 self.projects.bump_data_version(conn, info.id)
-        # On the training worker only: a caller without one (the CLI) retrains when it chooses.
-        if (
-            self._executor is not None
-            and self.policy.every
-            and self.policy.due_after_import(len(new), new_answers)
-        ):
-            self._request_retrain(info)
+        self.retraining.imported(info, len(new), new_answers)
         return ImportResult(
             project=info.name,
             path=path,
@@ -344,7 +330,7 @@ class LabelingService:
         with writing(self.engine) as conn:
             state = self.projects.state(conn, project)
             out = handout.hand_out(conn, state.info, user, n, self.clock(), self.settings.lease_seconds)
-        self._after_handout(state.info, n, out)
+        self.retraining.handed_out(state.info, out, n)
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
@@ -366,7 +352,7 @@ class LabelingService:
             if name not in info.label_names:
                 raise UnknownLabel(f"{name!r} is not a label of project {info.name!r}.")
             stored = answers.store_answer(conn, info, record_id, user, name, source, self.clock())
-        started = self._count_answer(info, stored.changed)
+        started = self.retraining.answer_counted(info, stored.changed)
         return AnswerResult(
             project=info.name,
             record_id=record_id,
@@ -396,7 +382,7 @@ class LabelingService:
                 else None
             )
         if out is not None:
-            self._after_handout(state.info, next_cards, out)
+            self.retraining.handed_out(state.info, out, next_cards)
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
@@ -442,7 +428,7 @@ class LabelingService:
                     )
                 )
         for result in results:
-            self._count_answer(info, result.changed)
+            self.retraining.answer_counted(info, result.changed)
         return results
 
     def skip(
@@ -474,7 +460,7 @@ class LabelingService:
             if confirm is not None:
                 confirm(info)
             removed = answers.undo(conn, info, user, record_id, self.clock(), self.settings.lease_seconds)
-        self._count_answer(info, True)
+        self.retraining.answer_counted(info, True)
         return UndoResult(
             project=info.name,
             record_id=removed.record_id,
@@ -543,9 +529,7 @@ class LabelingService:
         """:meth:`retrain`, with the new model's guesses over the pool (the training worker sends them)."""
         info = self.get_project(project)
         queue_size = queue_size or self.settings.queue_size
-        with self._retrain_lock(info.id), self.pools.expecting_guesses(info.id):
-            with self._lock:
-                self._answers_since_train[info.id] = 0
+        with self.retraining.exclusive(info.id):
             with reading(self.engine) as conn:  # labels and their fingerprint from one snapshot
                 state = self.projects.state(conn, info.id)
                 given = answers.load(conn, info.id)
@@ -564,33 +548,16 @@ class LabelingService:
                 embedding_model=self.embedder.name,
                 labels=labels,
             )
-            with self._lock:
-                self._trained_fingerprints[info.id] = trained.fingerprint
+            self.retraining.trained(info.id, trained.fingerprint)
         return trained
 
     def request_retrain(self, project: ProjectKey) -> bool:
         """Retrain on the training worker (inline without one); False if one is already waiting."""
-        return self._request_retrain(self.get_project(project))
-
-    def _request_retrain(self, info: ProjectInfo) -> bool:
-        if self._executor is None:
-            self.retrain(info.id)
-            return True
-        with self._lock:
-            pending = self._pending_retrains.get(info.id)
-            if pending is not None and not pending.done():
-                return False
-            self._pending_retrains[info.id] = self._executor.submit(
-                self._background_retrain, info.id, info.name
-            )
-        return True
+        return self.retraining.request(self.get_project(project))
 
     def wait_for_retrains(self, timeout: float | None = None) -> None:
         """Block until queued background retrains finish (for tests, benchmarks and shutdown)."""
-        with self._lock:
-            futures = list(self._pending_retrains.values())
-        for future in futures:
-            future.result(timeout=timeout)
+        self.retraining.wait(timeout)
 
     def labels_changed_since_retrain(self, project: ProjectKey) -> bool:
         """Whether answers, undos or imports happened since the project's last retrain (by fingerprint,
@@ -598,8 +565,7 @@ class LabelingService:
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             current = answers.fingerprint(conn, state.info.id, state.data_version)
-            with self._lock:
-                last = self._trained_fingerprints.get(state.info.id)
+            last = self.retraining.fingerprint(state.info.id)
             if last is None:
                 last = training.last_trained_fingerprint(conn, state.info.id)
         if last is None:
@@ -614,75 +580,6 @@ class LabelingService:
         """The classifier of the project's latest model run (None before the first), e.g. to evaluate it."""
         with reading(self.engine) as conn:
             return training.latest_classifier(conn, self.projects.info(conn, project).id)
-
-    def _after_handout(self, info: ProjectInfo, asked: int, out: handout.HandOut) -> None:
-        # A queue that ran dry while unranked records remain is refilled, on the worker only.
-        if self._executor is not None and self.policy.due_after_handout(
-            asked, out.ranked, len(out.records) - out.ranked, **self._since_last_retrain(info.id)
-        ):
-            self._request_retrain(info)
-
-    def _since_last_retrain(self, project_id: int) -> dict[str, Any]:
-        with self._lock:
-            finished, took = self._last_retrain.get(project_id, (None, 0.0))
-        since = None if finished is None else time.monotonic() - finished
-        return {"seconds_since_last": since, "last_took": took}
-
-    def _count_answer(self, info: ProjectInfo, changed: bool) -> bool:
-        if not changed or not self.policy.every:
-            return False
-        since = self._since_last_retrain(info.id)
-        with self._lock:
-            self._answers_since_train[info.id] += 1
-            due = self.policy.due_after_answers(self._answers_since_train[info.id], **since)
-            pending = self._pending_retrains.get(info.id)
-        if not due or self._executor is None or (pending is not None and not pending.done()):
-            return False
-        return self._request_retrain(info)
-
-    def _background_retrain(self, project_id: int, name: str) -> ModelRunInfo | None:
-        started = time.monotonic()
-        try:
-            if self.trainer is None:
-                run = self.retrain(project_id)
-            else:
-                with self._retrain_lock(project_id), self.pools.expecting_guesses(project_id):
-                    with self._lock:
-                        self._answers_since_train[project_id] = 0
-                    # The worker writes the run and swaps the queue; its guesses for the pool come
-                    # back with it, so no click has to predict the whole pool again in this process.
-                    trained = self.trainer.retrain_with_guesses(name)
-                    self.pools.remember_guesses(project_id, trained.guesses)
-                    with self._lock:
-                        self._trained_fingerprints[project_id] = trained.fingerprint
-                run = trained.run
-        except Exception:  # a failed retrain must not kill the worker; the old queue stays
-            log.exception("Background retrain of %s failed", name)
-            return None
-        finally:
-            finished = time.monotonic()
-            with self._lock:
-                self._last_retrain[project_id] = (finished, finished - started)
-        for listener in list(self.retrain_listeners):
-            try:
-                listener(run, name)
-            except Exception:
-                log.exception("Retrain listener failed")
-        return run
-
-    def _retrain_lock(self, project_id: int) -> threading.Lock:
-        with self._lock:
-            return self._retrain_locks.setdefault(project_id, threading.Lock())
-
-    def _lower_training_priority(self) -> None:
-        # Linux schedules each thread as its own task, so this lowers the training worker only.
-        nice = self.settings.training_nice
-        if nice and sys.platform.startswith("linux"):
-            try:
-                tid = threading.get_native_id()
-                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-            except OSError:
-                log.warning("Could not lower the training thread's priority", exc_info=True)
 
     # ------------------------------------------------------------------ reports
 

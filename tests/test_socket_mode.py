@@ -40,6 +40,7 @@ from core.service import LabelingService
 from core.store import read_session
 from tests.conftest import make_settings
 from tests.test_bot import TEXTS as SPAM_HAM_TEXTS
+from tests.test_bot import texts_of
 
 BOT_TOKEN, APP_TOKEN = "xoxb-test", "xapp-1-test"
 ALICE, CHANNEL = "UALICE", "CGENERAL"
@@ -206,14 +207,6 @@ def bot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SocketBot]:
         pool.shutdown(wait=True)  # what listeners left to do after their ack reaches the stand-in
         standin.stop()
         service.close()
-
-
-def texts_of(obj: Any) -> str:
-    if isinstance(obj, dict):
-        return " ".join(texts_of(v) for k, v in obj.items() if k not in ("action_id", "block_id", "value"))
-    if isinstance(obj, list):
-        return " ".join(texts_of(v) for v in obj)
-    return obj if isinstance(obj, str) else ""
 
 
 def label_button(card: dict, label: str) -> dict:

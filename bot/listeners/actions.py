@@ -73,7 +73,7 @@ def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
     user = body["user"]["id"]
     try:
         ref = ids.parse_record_value(action.get("value"))
-        # By id: ids are never reused, so a deleted project's card fails here as ProjectNotFound.
+        # By id; confirmed against the button's project name inside the skip's transaction.
         labeling.service.skip(ref.project_id, ref.record_id, user, confirm=confirmed_project(ref))
     except (ValueError, LabelbotError) as exc:
         ack()
@@ -145,7 +145,7 @@ def on_start_labeling(body: dict, action: dict, client: WebClient, context: Bolt
         project = labeling.project_from_ref(ids.parse_project_value(action.get("value")))
     except (ValueError, StaleCard):
         return
-    labeling.send_next(client, project, body["user"]["id"])
+    labeling.send_cards(client, project, body["user"]["id"], say_when_none=True)
 
 
 def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -156,7 +156,9 @@ def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltCon
         project = labeling.project_from_ref(ref)
     except (ValueError, StaleCard):
         return  # a forged value or a deleted project: the prompt is simply stale
-    labeling.send_next(client, project, body["user"]["id"], min(ref.n, MAX_CARDS_PER_CLICK))
+    labeling.send_cards(
+        client, project, body["user"]["id"], min(ref.n, MAX_CARDS_PER_CLICK), say_when_none=True
+    )
 
 
 def register(app: App) -> None:
