@@ -33,6 +33,13 @@ class Project(SQLModel, table=True):
     version: int = 0
     # The latest ModelRun, written with it: cached guesses are checked against it without a max() query.
     latest_run_id: int | None = None
+    # The embedding model whose vectors the project uses (None: the settings' model, for projects made
+    # before models were per project). ``embedding_target`` is the model being embedded towards by
+    # ``labelbot embed --model``: the project switches to it, atomically, once every record has one.
+    embedding_model: str | None = None
+    embedding_target: str | None = None
+    # Bumped by every committed batch of vectors: pools load only the rows they have not seen.
+    vectors_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -146,3 +153,16 @@ class ModelRunReport(SQLModel, table=True):
     per_class_f1: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     support: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     fingerprint: str = ""
+
+
+class LeaderLease(SQLModel, table=True):
+    """A named lock held in the database by one process at a time (the scheduler and retrain leader).
+
+    The holder renews ``expires_at``; another process takes the lease over once it has expired, so a
+    dead holder is replaced within one lease period.
+    """
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime
+    acquired_at: datetime = Field(default_factory=utcnow)

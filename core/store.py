@@ -69,6 +69,9 @@ _LATER_COLUMNS = (
         "INTEGER",
         "UPDATE project SET latest_run_id = (SELECT max(id) FROM modelrun WHERE project_id = project.id)",
     ),
+    ("project", "embedding_model", "VARCHAR", None),
+    ("project", "embedding_target", "VARCHAR", None),
+    ("project", "vectors_version", "INTEGER NOT NULL DEFAULT 0", None),
 )
 
 
