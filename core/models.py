@@ -38,8 +38,6 @@ class Project(SQLModel, table=True):
     # ``labelbot embed --model``: the project switches to it, atomically, once every record has one.
     embedding_model: str | None = None
     embedding_target: str | None = None
-    # Bumped by every committed batch of vectors: pools load only the rows they have not seen.
-    vectors_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -121,14 +119,20 @@ class QueueItem(SQLModel, table=True):
 
 
 class Embedding(SQLModel, table=True):
-    """One normalized float32 vector per record and model, stored as raw bytes."""
+    """One normalized float32 vector per record and model, stored as raw bytes.
 
+    ``batch`` is the project's ``data_version`` that the transaction writing the row bumped to: batches
+    commit in that order, so a process holding rows up to batch b loads only ``batch > b`` next.
+    """
+
+    __table_args__ = (Index("ix_embedding_project_model_batch", "project_id", "model", "batch"),)
     record_id: int = Field(
         sa_column=Column(Integer, ForeignKey("record.id", ondelete="CASCADE"), primary_key=True)
     )
     project_id: int = Field(sa_column=_fk("project.id"))
     model: str = Field(primary_key=True)
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    batch: int = 0
 
 
 class ContextBinding(SQLModel, table=True):

@@ -71,7 +71,7 @@ _LATER_COLUMNS = (
     ),
     ("project", "embedding_model", "VARCHAR", None),
     ("project", "embedding_target", "VARCHAR", None),
-    ("project", "vectors_version", "INTEGER NOT NULL DEFAULT 0", None),
+    ("embedding", "batch", "INTEGER NOT NULL DEFAULT 0", None),
 )
 
 
