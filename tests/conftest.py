@@ -1,13 +1,20 @@
-"""Shared fixtures: a service on a temporary SQLite file with the fast deterministic embedder."""
+"""Shared fixtures: a service on a temporary database with the fast deterministic embedder.
+
+The database is a SQLite file in the test's ``tmp_path``, or on the PostgreSQL pass (``.ci/with-postgres``
+sets ``LABELBOT_TEST_POSTGRES_URL``) a fresh database of that cluster, dropped when the test ends.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from core.config import Settings
 from core.embeddings import HashingEmbedder
@@ -18,9 +25,64 @@ BANKING77 = SHARED / "datasets" / "banking77"
 SAMPLE = Path(__file__).resolve().parents[1] / "bot" / "data" / "banking77_sample.csv"
 
 
+POSTGRES_URL = os.environ.get("LABELBOT_TEST_POSTGRES_URL")
+ON_POSTGRES = bool(POSTGRES_URL)
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks SQLite's own machinery")
+
+_created: list[str] = []  # PostgreSQL databases made so far, in order
+
+
+def database_url(tmp_path: Path, name: str = "labelbot") -> str:
+    """The URL of the test's database ``name``: the same for every call with the same arguments, so
+    two services, or a service and a CLI command, of one test share it."""
+    if not POSTGRES_URL:
+        return f"sqlite:///{tmp_path / f'{name}.db'}"
+    database = "t_" + hashlib.sha1(f"{tmp_path}/{name}".encode()).hexdigest()[:20]
+    if database not in _created:
+        with _admin().connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+        _created.append(database)
+    return sa.make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+_admin_engine: sa.Engine | None = None
+
+
+def _admin() -> sa.Engine:
+    global _admin_engine
+    if _admin_engine is None:
+        _admin_engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
+    return _admin_engine
+
+
+def _drop_databases_after(start: int) -> None:
+    with _admin().connect() as conn:
+        while len(_created) > start:
+            # FORCE: a test may leave a service unclosed; its connections end here.
+            conn.execute(sa.text(f"DROP DATABASE {_created.pop()} WITH (FORCE)"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_postgres_databases() -> Iterator[None]:
+    """Drops the databases a test made. Module-scoped fixtures set up before this one, so theirs stay
+    until the session ends."""
+    start = len(_created)
+    yield
+    if ON_POSTGRES:
+        _drop_databases_after(start)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _drop_remaining_postgres_databases() -> Iterator[None]:
+    yield
+    if ON_POSTGRES:
+        _drop_databases_after(0)
+        _admin().dispose()
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp_path / 'labelbot.db'}",
+        "database_url": database_url(tmp_path),
         "embedding_model": "hashing-64",
         "retrain_every": 0,
         "retrain_cooldown": 0,  # retrains due after N answers start at once (tests click in milliseconds)
@@ -52,8 +114,6 @@ def banking_rows(n: int, *, split: str = "train") -> list[dict[str, str]]:
 
 
 def hash_key(text: str) -> str:
-    import hashlib
-
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 

@@ -21,6 +21,7 @@ from core.config import Settings
 from core.embeddings import HashingEmbedder
 from core.service import LabelingService
 from core.types import LabelDef
+from tests.conftest import database_url
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test"
@@ -127,7 +128,7 @@ def start_harness(
         standin.add_user(user, name)
     standin.add_channel(CHANNEL, "general")
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp_path / 'bot.db'}",
+        "database_url": database_url(tmp_path, "bot"),
         "embedding_model": "hashing-64",
         "retrain_every": 0,
         "queue_size": 50,

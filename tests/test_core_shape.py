@@ -319,7 +319,7 @@ def test_a_project_made_again_under_a_reused_id_is_not_taken_for_the_cached_one(
 
 
 def test_a_database_from_before_the_version_columns_is_brought_up_to_date(tmp_path: Path) -> None:
-    import sqlite3
+    from sqlalchemy import create_engine, text
 
     from core.store import create_db_engine
 
@@ -330,10 +330,10 @@ def test_a_database_from_before_the_version_columns_is_brought_up_to_date(tmp_pa
     answer_all(svc)
     run = svc.retrain("p")
     svc.close()
-    path = settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as con:  # as the release before these columns left it
-        con.execute("ALTER TABLE project DROP COLUMN version")
-        con.execute("ALTER TABLE project DROP COLUMN latest_run_id")
+    plain = create_engine(settings.database_url)  # no create_db_engine: it would add the columns back
+    with plain.begin() as conn:  # as the release before these columns left it
+        conn.execute(text("ALTER TABLE project DROP COLUMN version"))
+        conn.execute(text("ALTER TABLE project DROP COLUMN latest_run_id"))
     errors: list[str] = []
 
     def open_it() -> None:
@@ -348,8 +348,9 @@ def test_a_database_from_before_the_version_columns_is_brought_up_to_date(tmp_pa
     for thread in openers:
         thread.join(30)
     assert errors == []
-    with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version, latest_run_id FROM project").fetchall() == [(0, run.id)]
+    with plain.connect() as conn:
+        assert conn.execute(text("SELECT version, latest_run_id FROM project")).all() == [(0, run.id)]
+    plain.dispose()
     again = LabelingService(settings, embedder=HashingEmbedder(64))
     try:
         assert again.find_record("p", "0").predicted_label in ("money", "weather")  # guesses of that run

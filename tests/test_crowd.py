@@ -26,7 +26,7 @@ from core.models import Annotation, Record, utcnow
 from core.service import LabelingService
 from core.store import read_session
 from core.types import PairAgreement
-from tests.conftest import make_settings, write_csv
+from tests.conftest import database_url, make_settings, write_csv
 
 SPAM = [
     "win a free cash prize now", "claim your free prize today", "free cash winner call now",
@@ -475,7 +475,7 @@ def test_find_label_issues_never_flags_agreement_or_a_whole_label() -> None:
 
 
 def test_cli_status_annotators_review_and_gold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli"))
     monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
     monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
     runner = CliRunner()

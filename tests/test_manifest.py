@@ -287,6 +287,7 @@ def registered_listeners(tmp_path: Path) -> list[Registration]:
     from core.config import Settings
     from core.embeddings import HashingEmbedder
     from core.service import LabelingService
+    from tests.conftest import database_url
 
     made: dict[int, tuple[Any, Registration]] = {}
 
@@ -302,7 +303,7 @@ def registered_listeners(tmp_path: Path) -> list[Registration]:
         return wrapper
 
     service = LabelingService(
-        Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'manifest.db'}",  # type: ignore[call-arg]
+        Settings(_env_file=None, database_url=database_url(tmp_path, "manifest"),  # type: ignore[call-arg]
                  embedding_model="hashing-64", retrain_every=0),
         embedder=HashingEmbedder(64),
     )

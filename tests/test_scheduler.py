@@ -30,7 +30,7 @@ from bot.scheduler import LabelScheduler, SchedulerSettings
 from bot.standin.signing import action_from_blocks
 from core.schedules import parse_when
 from core.service import LabelingService
-from tests.conftest import make_settings
+from tests.conftest import database_url, make_settings
 from tests.slack_harness import ADMIN, ALICE, BOB, CHANNEL, SlackHarness, start_harness
 from tests.test_bot import TEXTS, texts_of
 
@@ -497,7 +497,7 @@ def test_digest_now_posts_without_a_scheduler_job(h: SlackHarness) -> None:
 def test_cli_schedule_and_status_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.cli import app
 
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli"))
     monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
     monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
     monkeypatch.delenv("LABELBOT_TIMEZONE", raising=False)

@@ -25,7 +25,7 @@ from core.models import Annotation, Embedding, Record
 from core.service import LabelingService
 from core.store import read_session
 from core.types import LabelDef
-from tests.conftest import banking_labels, banking_rows, write_csv
+from tests.conftest import banking_labels, banking_rows, sqlite_only, write_csv
 
 LABELS = ["positive", "negative", "neutral"]
 
@@ -44,6 +44,7 @@ def _count(service: LabelingService, model: type) -> int:
         return session.execute(select(func.count()).select_from(model)).scalar_one()
 
 
+@sqlite_only
 def test_sqlite_runs_in_wal_with_foreign_keys(service: LabelingService) -> None:
     with service.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
