@@ -1,26 +1,93 @@
-"""Exact cosine nearest neighbours over normalized vectors (a matrix product: fast enough at 100k)."""
+"""Cosine nearest neighbours over normalized vectors: exact below a size, a usearch HNSW index above it.
+
+The approximate index is a file in a directory the caller chooses, memory-mapped (``view``) so its
+pages are shared by every process that opens it and it stays off the heap. Rows imported since it
+was last written are searched exactly beside it until :meth:`VectorIndex.update` adds them; the
+update adds to the saved graph (no rebuild) and replaces the file atomically. usearch won on
+memory (float16 vectors, memory-mapped) at equal latency and recall: bench/vector_index.py,
+docs/benchmarks.md "Vector index (issue 10)".
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
+
 import numpy as np
+from usearch.index import Index
+
+#: Below this many vectors search is exact: a float32 matmul over 20k × 384 takes ~1 ms, as long as
+#: a usearch query with perfect recall and no index to build or keep (bench/vector_index.py --crossover).
+EXACT_BELOW = 20_000
+#: HNSW links per node and candidate lists while building / searching: recall@10 ≥ 0.99 at 1M
+#: (bench/vector_index.py, docs/benchmarks.md).
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 128
+#: Rows scored per float32 chunk when the vectors are float16 (a 25 MB temporary at 384 dims).
+CHUNK_ROWS = 16_384
+INDEX_FILE = "vectors.usearch"
 
 
 class VectorIndex:
-    """Rows of ``vectors`` are L2-normalized; ``ids`` names each row."""
+    """Rows of ``vectors`` are L2-normalized; ``ids`` names each row.
 
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    ``vectors`` may be float32 or float16, in memory or a ``np.memmap``; it is never copied whole.
+    With ``directory``, a saved approximate index there is opened (memory-mapped) when the pool has
+    ``exact_below`` rows or more; nothing is built here: call :meth:`update` (in the background:
+    ~minutes at 1M) when :attr:`needs_update`. Until then the rows it lacks are searched exactly.
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        exact_below: int = EXACT_BELOW,
+    ) -> None:
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.vectors = vectors if vectors.dtype in (np.float32, np.float16) else vectors.astype(np.float32)
+        self.directory = None if directory is None else Path(directory)
+        self.exact_below = exact_below
         # Row lookup by binary search over sorted ids (a dict of every id would cost ~100 bytes a
         # record and be walked by each full garbage collection); other orders get the sort they need.
         ascending = bool(np.all(self.ids[1:] > self.ids[:-1]))
         self._order = None if ascending else np.argsort(self.ids, kind="stable")
         self._keys = self.ids if self._order is None else self.ids[self._order]
+        self._update_lock = threading.Lock()
+        # (memory-mapped index or None, rows it lacks, how many of its keys are no longer rows here),
+        # replaced in one assignment so a search never sees an index with another index's pending rows.
+        self._state: tuple[Index | None, np.ndarray, int] = (None, np.arange(len(self.ids)), 0)
+        if self.directory is not None and len(self.ids) >= exact_below:
+            self._open()
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.directory is None else self.directory / INDEX_FILE
+
+    @property
+    def pending(self) -> int:
+        """Rows searched exactly because the approximate index lacks them (all rows when there is none)."""
+        return len(self._state[1])
+
+    @property
+    def needs_update(self) -> bool:
+        """True when :meth:`update` is due: a large pool without an index, or too many rows outside it.
+
+        Rows outside are scored exactly on every search; up to ``exact_below`` of them cost no more
+        than an exact search at that size.
+        """
+        if self.directory is None or len(self.ids) < self.exact_below:
+            return False
+        ann, pending, stale = self._state
+        return ann is None or len(pending) >= self.exact_below or stale > 0
 
     def row_of(self, record_id: int) -> int | None:
         i = int(np.searchsorted(self._keys, int(record_id)))
@@ -28,17 +95,104 @@ class VectorIndex:
             return None
         return i if self._order is None else int(self._order[i])
 
+    def rows_of(self, record_ids: np.ndarray) -> np.ndarray:
+        """Rows of many ids at once; -1 where an id is not here."""
+        record_ids = np.asarray(record_ids, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._keys, record_ids), max(len(self._keys) - 1, 0))
+        if len(self._keys) == 0:
+            return np.full(len(record_ids), -1, dtype=np.int64)
+        rows = at if self._order is None else self._order[at]
+        return np.where(self._keys[at] == record_ids, rows, -1).astype(np.int64)
+
     def search(self, query: np.ndarray, k: int, *, exclude: int | None = None) -> list[tuple[int, float]]:
         """Top-k ``(record_id, cosine)`` pairs, best first, leaving out the id ``exclude``."""
         if len(self.ids) == 0 or k <= 0:
             return []
-        scores = self.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        ann, pending, stale = self._state
+        if ann is None:
+            rows = np.arange(len(self.ids))
+            scores = self._scores(query)
+        else:
+            # Over-fetch for the excluded record and for keys no longer here; scores are recomputed
+            # from the pool's own vectors, so they are exact and comparable with the pending rows'.
+            found = ann.search(query, k + 1 + min(stale, k), threads=1).keys.astype(np.int64)
+            found_rows = self.rows_of(found)
+            found_rows = found_rows[found_rows >= 0]
+            rows = np.concatenate([found_rows, pending])
+            scores = self._scores(query, rows)
         if exclude is not None and (row := self.row_of(exclude)) is not None:
-            scores[row] = -np.inf
-        k = min(k, len(scores) - (1 if exclude is not None and self.row_of(exclude) is not None else 0))
+            keep = rows != row
+            rows, scores = rows[keep], scores[keep]
+        k = min(k, len(rows))
         if k <= 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        # Ties ordered by id so results are deterministic.
-        order = np.lexsort((self.ids[top], -scores[top]))
-        return [(int(self.ids[top[i]]), float(scores[top[i]])) for i in order]
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        # Every row tied with the k-th, ordered by id, so results are deterministic.
+        top = np.flatnonzero(scores >= kth)
+        top = top[np.lexsort((self.ids[rows[top]], -scores[top]))[:k]]
+        return [(int(self.ids[rows[i]]), float(scores[i])) for i in top]
+
+    def _scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Cosines of ``rows`` (all rows when None) with ``query``, float16 vectors scored in chunks."""
+        if rows is not None:
+            return np.asarray(self.vectors[rows], dtype=np.float32) @ query
+        if self.vectors.dtype == np.float32:
+            return np.asarray(self.vectors) @ query
+        out = np.empty(len(self.vectors), dtype=np.float32)
+        for start in range(0, len(self.vectors), CHUNK_ROWS):
+            chunk = np.asarray(self.vectors[start : start + CHUNK_ROWS], dtype=np.float32)
+            out[start : start + CHUNK_ROWS] = chunk @ query
+        return out
+
+    # -------------------------------------------------------------------------- the saved index
+
+    def _open(self) -> None:
+        """Memory-map the saved index, if any, and note which rows it lacks and which keys went away."""
+        path = self.path
+        if path is None or not path.exists():
+            return
+        ann = Index.restore(str(path), view=True)
+        if ann is None or ann.ndim != self.vectors.shape[1]:
+            return  # not an index of these vectors: update() writes a new one
+        ann.expansion_search = EXPANSION_SEARCH
+        inside = ann.contains(self.ids.astype(np.uint64))
+        self._state = (ann, np.flatnonzero(~inside), len(ann) - int(inside.sum()))
+
+    def update(self, *, threads: int = 2) -> None:
+        """Add the pending rows to the saved index (building it when there is none) and re-open it.
+
+        Adds to the existing graph rather than rebuilding; rebuilds only when a tenth of its keys are
+        gone. Loads the saved index into memory while adding (its file size, briefly), writes a new
+        file and renames it over the old one, so other processes keep searching their mapped copy.
+        One update at a time per instance; searches go on meanwhile.
+        """
+        if self.directory is None:
+            raise ValueError("an index without a directory has nothing to save")
+        with self._update_lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.path
+            assert path is not None
+            ann, pending, stale = self._state
+            if ann is not None and stale <= len(self.ids) // 10:
+                ann = Index.restore(str(path), view=False)
+            else:
+                ann = None
+            if ann is None or ann.ndim != self.vectors.shape[1]:
+                ann = Index(ndim=self.vectors.shape[1], metric="ip", dtype="f16", connectivity=CONNECTIVITY,
+                            expansion_add=EXPANSION_ADD)
+                todo = np.arange(len(self.ids))
+            else:
+                todo = pending
+                gone = np.setdiff1d(np.asarray(ann.keys, dtype=np.uint64), self.ids.astype(np.uint64))
+                if len(gone):
+                    ann.remove(gone)
+            for start in range(0, len(todo), 50_000):
+                rows = todo[start : start + 50_000]
+                ann.add(self.ids[rows].astype(np.uint64), np.asarray(self.vectors[rows], dtype=np.float32),
+                        threads=threads)
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            ann.save(str(scratch))
+            del ann
+            os.replace(scratch, path)
+            self._open()
