@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench browser
+.PHONY: setup run test lint bench browser postgres
 
 setup: $(STAMP)
 
@@ -25,9 +25,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium fonts-noto-color-emoji)
 
-test: setup browser
+# The PostgreSQL pass runs Debian's server binaries in a throwaway cluster (.ci/with-postgres).
+postgres:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
+
+# The whole suite twice: on SQLite, then on PostgreSQL.
+test: setup browser postgres
 	$(VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 LABELBOT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q
+	HF_HUB_OFFLINE=1 LABELBOT_REQUIRE_BROWSER=1 .ci/with-postgres $(VENV)/bin/pytest -q
 
 bench: setup
 	$(PY) bench/speed.py
