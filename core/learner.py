@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -45,8 +45,13 @@ MIN_LABELS_FOR_CV = 10
 # on 2/3 of them and the estimate barely moves (cv_accuracy 0.887 with 3 folds, 0.889 with 5).
 LARGE_CV_LABELS = 1000
 LARGE_CV_FOLDS = 3
-# predict_proba works through the pool in blocks so 100k x 384 never gets a float64 copy.
-_PREDICT_BLOCK = 8192
+# Scoring works through the pool in blocks of rows: each block is converted to float32 (the pool may be
+# a float16 memmap), scored and reduced, so neither a float32 copy of the pool (1M x 384: 1.5 GB) nor
+# the whole probability matrix (1M x 77 in float64: 616 MB) ever exists; a block's temporaries are
+# ~25 MB. Measured at 1M x 384 x 77 (bench/speed.py) larger blocks were no faster.
+POOL_BLOCK = 16_384
+# The classes kept per row in PoolScores: two make the margin, three the entropy strategy's reason.
+TOP_CLASSES = 3
 
 
 _threadpools: ThreadpoolController | None = None
@@ -70,6 +75,72 @@ def _l2_normalize(X: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     norms[norms == 0] = 1.0  # an all-zero row stays zero instead of becoming NaN
     return X / norms
+
+
+@dataclass(frozen=True)
+class PoolScores:
+    """What ranking and the guess table need from a model's probabilities, per row of a pool.
+
+    ``top_classes`` holds the ``TOP_CLASSES`` most probable classes (column indices into the
+    classifier's ``classes_``, most probable first; the first of tied columns first, like argmax),
+    ``top_proba`` their probabilities and ``entropy`` the Shannon entropy (nats) of the whole row.
+    1M rows x 3 classes take 28 MB, where the probabilities of 77 classes took 616 MB.
+    """
+
+    top_classes: np.ndarray  # (n, min(TOP_CLASSES, n_classes)) int32
+    top_proba: np.ndarray  # same shape, float32 from a classifier (the input dtype from_proba)
+    entropy: np.ndarray  # (n,)
+    n_classes: int
+
+    def __len__(self) -> int:
+        return len(self.entropy)
+
+    @property
+    def best(self) -> np.ndarray:
+        return self.top_classes[:, 0]
+
+    @property
+    def best_proba(self) -> np.ndarray:
+        return self.top_proba[:, 0]
+
+    def margin(self) -> np.ndarray:
+        """Top-1 minus top-2 probability per row (0 = torn between two labels)."""
+        if self.top_proba.shape[1] < 2:
+            return np.ones(len(self), dtype=self.top_proba.dtype)
+        return self.top_proba[:, 0] - self.top_proba[:, 1]
+
+    def take(self, rows: np.ndarray) -> PoolScores:
+        return PoolScores(self.top_classes[rows], self.top_proba[rows], self.entropy[rows], self.n_classes)
+
+    @classmethod
+    def from_proba(cls, proba: np.ndarray, *, block_rows: int = POOL_BLOCK) -> PoolScores:
+        """The summary of a full probability matrix (small pools, tests, simulations)."""
+        proba = np.asarray(proba)
+        n, n_classes = proba.shape
+        top = min(TOP_CLASSES, n_classes)
+        scores = cls(np.empty((n, top), dtype=np.int32), np.empty((n, top), dtype=proba.dtype),
+                     np.empty(n, dtype=proba.dtype), n_classes)
+        for start in range(0, n, block_rows):
+            block = proba[start : start + block_rows]
+            p = np.clip(block, 1e-12, 1.0)
+            scores.entropy[start : start + len(block)] = -(block * np.log(p)).sum(axis=1)
+            _top_classes(block, scores.top_classes[start : start + len(block)],
+                         scores.top_proba[start : start + len(block)])
+        return scores
+
+
+def _top_classes(proba: np.ndarray, classes_out: np.ndarray, proba_out: np.ndarray) -> None:
+    """The most probable columns of each row, in order, by repeated argmax (first of ties first):
+    with 3 of 77 columns, cheaper than sorting or partitioning every row."""
+    rows = np.arange(len(proba))
+    masked = proba
+    for j in range(proba_out.shape[1]):
+        best = masked.argmax(axis=1)
+        classes_out[:, j] = best
+        proba_out[:, j] = proba[rows, best]
+        if j + 1 < proba_out.shape[1]:
+            masked = masked if masked is not proba else proba.copy()
+            masked[rows, best] = -np.inf
 
 
 class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
@@ -132,31 +203,91 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             # y "could represent a regression problem", which cannot be the case for str labels.
             warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
             self.model_ = model.fit(_l2_normalize(X), y)
-        self._coef32 = self.model_.coef_.astype(np.float32)
-        self._intercept32 = self.model_.intercept_.astype(np.float32)
+        self._logits32 = None
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order."""
-        check_is_fitted(self, "classes_")
-        X = check_array(X, dtype=[np.float32, np.float64])
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the classifier was fit on {self.n_features_in_}.")
+        """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order.
+
+        For a sample of rows (cross-validation, a stability check); a whole pool goes through
+        :meth:`score_pool`, which never holds every row's probabilities.
+        """
+        X = self._check_rows(X)
         if self.model_ is None:
             return np.ones((X.shape[0], 1), dtype=np.float64)
-        # Same maths as LogisticRegression.predict_proba, in float32 and in blocks: scoring a
-        # 100k pool is on the retrain path and must not upcast the whole pool to float64.
         proba = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
         with single_threaded("blas"):  # steadier than 2 threads on a busy 2-core box
-            for start in range(0, X.shape[0], _PREDICT_BLOCK):
-                block = _l2_normalize(np.asarray(X[start : start + _PREDICT_BLOCK], dtype=np.float32))
-                scores = (block @ self._coef32.T + self._intercept32).astype(np.float64)
-                if scores.shape[1] == 1:  # binary: sklearn keeps one weight vector, for the second class
-                    p1 = expit(scores[:, 0])
-                    proba[start : start + len(block)] = np.column_stack([1.0 - p1, p1])
-                else:
-                    proba[start : start + len(block)] = softmax(scores, axis=1)
+            for start in range(0, X.shape[0], POOL_BLOCK):
+                block = self._block_proba(X[start : start + POOL_BLOCK])
+                proba[start : start + len(block)] = block
         return proba
+
+    def score_pool(self, X: np.ndarray, *, block_rows: int = POOL_BLOCK) -> PoolScores:
+        """Per row of ``X`` (float16, 32 or 64; an array or a memmap), what ranking and guesses need.
+
+        Works through ``X`` in blocks of ``block_rows``; other block sizes give the same result up to
+        float32 rounding (BLAS may add up a block's products in another order).
+        """
+        X = self._check_rows(X)
+        n, n_classes = X.shape[0], len(self.classes_)
+        if self.model_ is None:
+            return PoolScores(np.zeros((n, 1), dtype=np.int32), np.ones((n, 1), dtype=np.float32),
+                              np.zeros(n, dtype=np.float32), 1)
+        top = min(TOP_CLASSES, n_classes)
+        scores = PoolScores(np.empty((n, top), dtype=np.int32), np.empty((n, top), dtype=np.float32),
+                            np.empty(n, dtype=np.float32), n_classes)
+        with single_threaded("blas"):
+            for start in range(0, n, block_rows):
+                stop = min(start + block_rows, n)
+                proba = self._block_proba(X[start:stop], entropy_out=scores.entropy[start:stop])
+                _top_classes(proba, scores.top_classes[start:stop], scores.top_proba[start:stop])
+        return scores
+
+    def _check_rows(self, X: np.ndarray) -> np.ndarray:
+        """Shape checks only: converting a whole pool here would copy it (blocks convert their rows)."""
+        check_is_fitted(self, "classes_")
+        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+            X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-d array of embeddings, got shape {X.shape}.")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the classifier was fit on {self.n_features_in_}.")
+        return X
+
+    def _block_proba(self, rows: np.ndarray, entropy_out: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities of a block of rows in float32: LogisticRegression.predict_proba's maths.
+
+        ``entropy_out`` receives each row's entropy, as log Z - sum(p * logit) with the logits shifted
+        by their maximum: no logarithm of every probability.
+        """
+        block = check_array(rows, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        norms[norms == 0] = 1.0  # an all-zero row stays zero instead of becoming NaN
+        coef, intercept = self._logit_weights()
+        # (x / |x|) @ W == (x @ W) / |x|: dividing the (rows, classes) product is cheaper than the rows.
+        logits = block @ coef.T
+        logits /= norms[:, None]
+        logits += intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        total = proba.sum(axis=1)
+        proba /= total[:, None]
+        if entropy_out is not None:
+            entropy_out[:] = np.log(total) - np.einsum("ij,ij->i", proba, logits)
+        return proba
+
+    def _logit_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 weights with one column per class: sklearn keeps a single weight vector for two classes
+        (for the second class), and softmax([0, s]) is its [1 - expit(s), expit(s)]."""
+        weights = getattr(self, "_logits32", None)
+        if weights is None:
+            coef = self.model_.coef_.astype(np.float32)
+            intercept = self.model_.intercept_.astype(np.float32)
+            if coef.shape[0] == 1:
+                coef = np.vstack([np.zeros_like(coef), coef])
+                intercept = np.concatenate([np.zeros_like(intercept), intercept])
+            weights = self._logits32 = (coef, intercept)
+        return weights
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable label per row."""

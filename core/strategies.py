@@ -1,9 +1,11 @@
 """Query strategies: which unlabeled records to ask people about next (small-text style).
 
-Every strategy sees the whole pool (``proba`` and ``embeddings`` for all N rows) plus the row
-indices that may be picked (``candidates``) and returns ``Pick``s ordered by priority, each
-with a short reason the Slack card shows. Model-based strategies fall back to ``ColdStart``
-while there is no model (``proba is None``) or it knows a single class.
+Every strategy sees the whole pool (the model's ``scores`` — or a full ``proba`` matrix, summarised
+the same way — and ``embeddings`` for all N rows) plus the row indices that may be picked
+(``candidates``) and returns ``Pick``s ordered by priority, each with a short reason the Slack card
+shows. Model-based strategies fall back to ``ColdStart`` while there is no model (neither given) or
+it knows a single class. ``embeddings`` may be float16 and a memmap: strategies read only the rows
+they cluster or compare, converted to float32.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from core.errors import LabelbotError
-from core.learner import single_threaded
+from core.learner import PoolScores, single_threaded
 
 # k-means runs on the retrain path (100k pool, < 3 s in total on 2 cores). Measured on
 # 5000 x 384 MiniLM vectors, k=500: sklearn's greedy k-means++ init alone took 1.6-1.8 s, plain
@@ -43,28 +45,21 @@ class Pick:
     reason: str  # short human text shown on the Slack card
 
 
-def margin(proba: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability per row (0 = torn between two labels)."""
-    if proba.shape[1] < 2:
-        return np.ones(proba.shape[0])
-    top2 = np.partition(proba, -2, axis=1)[:, -2:]
-    return top2[:, 1] - top2[:, 0]
+def _rank(priority: np.ndarray, rng: np.random.Generator, top: int | None = None) -> np.ndarray:
+    """Positions sorted by priority descending, ties in random order (never by index).
 
-
-def least_confidence(proba: np.ndarray) -> np.ndarray:
-    """One minus the top probability per row."""
-    return 1.0 - proba.max(axis=1)
-
-
-def entropy(proba: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each row."""
-    p = np.clip(proba, 1e-12, 1.0)
-    return -(proba * np.log(p)).sum(axis=1)
-
-
-def _rank(priority: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Positions sorted by priority descending, ties in random order (never by index)."""
-    return np.lexsort((rng.random(len(priority)), -priority))
+    With ``top``, only the first ``top`` of that order: the same positions in the same order (the
+    random tie-breaks are drawn for every row either way), without sorting a 1M-row pool.
+    """
+    tiebreak = rng.random(len(priority))
+    if top is None or top >= len(priority):
+        return np.lexsort((tiebreak, -priority))
+    if top <= 0:
+        return np.zeros(0, dtype=np.int64)
+    # Everything at least as high as the top-th highest, ties at that boundary included.
+    boundary = np.partition(priority, len(priority) - top)[len(priority) - top]
+    head = np.flatnonzero(priority >= boundary)
+    return head[np.lexsort((tiebreak[head], -priority[head]))][:top]
 
 
 def _kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -123,18 +118,23 @@ class QueryStrategy(ABC):
         rng: np.random.Generator,
         labeled: np.ndarray | None = None,
         batch_size: int | None = None,
+        scores: PoolScores | None = None,
     ) -> list[Pick]:
         """Return at most ``n`` picks, unique, all in ``candidates``, ordered by priority.
 
-        ``batch_size`` is how many picks labelers will answer before the next retrain; a
-        diversity-aware strategy makes every such prefix of the queue a diverse batch.
+        ``scores`` (``EmbeddingClassifier.score_pool``) replaces ``proba`` for a large pool: the same
+        picks without the (rows, classes) matrix. ``batch_size`` is how many picks labelers will
+        answer before the next retrain; a diversity-aware strategy makes every such prefix of the
+        queue a diverse batch.
         """
 
 
 def _check(proba: np.ndarray | None, embeddings: np.ndarray, candidates: np.ndarray,
-           classes: Sequence[str]) -> np.ndarray:
+           classes: Sequence[str], scores: PoolScores | None = None) -> np.ndarray:
     """Validate shapes; return the candidates as a unique int array."""
-    cand = np.unique(np.asarray(candidates, dtype=np.int64))
+    cand = np.asarray(candidates, dtype=np.int64)
+    if len(cand) > 1 and not bool(np.all(cand[1:] > cand[:-1])):  # a retrain's are sorted already
+        cand = np.unique(cand)
     n_rows = embeddings.shape[0]
     if len(cand) and (cand[0] < 0 or cand[-1] >= n_rows):
         raise ValueError(f"candidate indices must lie in [0, {n_rows}).")
@@ -143,21 +143,28 @@ def _check(proba: np.ndarray | None, embeddings: np.ndarray, candidates: np.ndar
             raise ValueError(f"proba has {proba.shape[0]} rows but embeddings have {n_rows}.")
         if proba.shape[1] != len(classes):
             raise ValueError(f"proba has {proba.shape[1]} columns but there are {len(classes)} classes.")
+    if scores is not None:
+        if len(scores) != n_rows:
+            raise ValueError(f"scores have {len(scores)} rows but embeddings have {n_rows}.")
+        if scores.n_classes != len(classes):
+            raise ValueError(f"scores are over {scores.n_classes} classes but there are {len(classes)}.")
     return cand
 
 
-def _no_model(proba: np.ndarray | None) -> bool:
-    return proba is None or proba.ndim != 2 or proba.shape[1] < 2
+def _model_scores(proba: np.ndarray | None, scores: PoolScores | None) -> PoolScores | None:
+    """What a model-based strategy ranks by; None without a model, or one that knows a single class."""
+    if scores is None and proba is not None and proba.ndim == 2:
+        scores = PoolScores.from_proba(proba)
+    return scores if scores is not None and scores.n_classes >= 2 else None
 
 
-def _guess(proba_row: np.ndarray, classes: Sequence[str]) -> str:
-    j = int(np.argmax(proba_row))
-    return f"model guesses {classes[j]} ({proba_row[j]:.2f})"
+def _guess(scores: PoolScores, row: int, classes: Sequence[str]) -> str:
+    return f"model guesses {classes[scores.top_classes[row, 0]]} ({scores.top_proba[row, 0]:.2f})"
 
 
-def _margin_reason(proba_row: np.ndarray, classes: Sequence[str]) -> str:
-    a, b = np.argsort(-proba_row)[:2]
-    return f"uncertain between {classes[a]} and {classes[b]} (margin {proba_row[a] - proba_row[b]:.2f})"
+def _margin_reason(scores: PoolScores, row: int, classes: Sequence[str]) -> str:
+    (a, b), (pa, pb) = scores.top_classes[row, :2], scores.top_proba[row, :2]
+    return f"uncertain between {classes[a]} and {classes[b]} (margin {pa - pb:.2f})"
 
 
 class RandomSampling(QueryStrategy):
@@ -166,15 +173,16 @@ class RandomSampling(QueryStrategy):
     name = "random"
 
     def query(
-        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None, scores=None
     ) -> list[Pick]:
-        cand = _check(proba, embeddings, candidates, classes)
+        cand = _check(proba, embeddings, candidates, classes, scores)
         chosen = rng.permutation(cand)[: max(n, 0)]
+        model = _model_scores(proba, scores)
         picks = []
         for i in chosen:
             reason = "random sample"
-            if not _no_model(proba):
-                reason += f"; {_guess(proba[i], classes)}"
+            if model is not None:
+                reason += f"; {_guess(model, i, classes)}"
             picks.append(Pick(int(i), 0.0, reason))
         return picks
 
@@ -191,9 +199,9 @@ class ColdStart(QueryStrategy):
     name = "cold-start"
 
     def query(
-        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None, scores=None
     ) -> list[Pick]:
-        cand = _check(proba, embeddings, candidates, classes)
+        cand = _check(proba, embeddings, candidates, classes, scores)
         n = min(max(n, 0), len(cand))
         if n == 0:
             return []
@@ -230,7 +238,9 @@ class ColdStart(QueryStrategy):
         """Cosine distance from each row to its nearest labeled row (1 when nothing is labeled)."""
         if labeled is None or len(labeled) == 0:
             return np.ones(len(rows))
-        sims = embeddings[rows] @ embeddings[np.asarray(labeled, dtype=np.int64)].T
+        # float32: a float16 product would not use BLAS.
+        picked = np.asarray(embeddings[rows], dtype=np.float32)
+        sims = picked @ np.asarray(embeddings[np.asarray(labeled, dtype=np.int64)], dtype=np.float32).T
         return np.clip(1.0 - sims.max(axis=1), 0.0, 2.0)
 
     @staticmethod
@@ -246,22 +256,24 @@ class _UncertaintyStrategy(QueryStrategy):
     """Rank candidates by an uncertainty score of ``proba``; ties are broken at random."""
 
     def query(
-        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None, scores=None
     ) -> list[Pick]:
-        if _no_model(proba):
+        model = _model_scores(proba, scores)
+        if model is None:
             return ColdStart().query(proba=None, embeddings=embeddings, candidates=candidates,
                                      classes=classes, n=n, rng=rng, labeled=labeled)
-        cand = _check(proba, embeddings, candidates, classes)
-        score = self.score(proba[cand])
-        chosen = _rank(score, rng)[: max(n, 0)]
-        return [Pick(int(cand[j]), float(score[j]), self.reason(proba[cand[j]], classes)) for j in chosen]
+        cand = _check(proba, embeddings, candidates, classes, scores)
+        priority = self.score(model)[cand]
+        chosen = _rank(priority, rng, top=max(n, 0))
+        return [Pick(int(cand[j]), float(priority[j]), self.reason(model, int(cand[j]), classes))
+                for j in chosen]
 
     @abstractmethod
-    def score(self, proba: np.ndarray) -> np.ndarray:
-        """Higher = more informative."""
+    def score(self, scores: PoolScores) -> np.ndarray:
+        """Per row; higher = more informative."""
 
     @abstractmethod
-    def reason(self, proba_row: np.ndarray, classes: Sequence[str]) -> str: ...
+    def reason(self, scores: PoolScores, row: int, classes: Sequence[str]) -> str: ...
 
 
 class LeastConfidence(_UncertaintyStrategy):
@@ -269,12 +281,12 @@ class LeastConfidence(_UncertaintyStrategy):
 
     name = "least-confidence"
 
-    def score(self, proba: np.ndarray) -> np.ndarray:
-        return least_confidence(proba)
+    def score(self, scores: PoolScores) -> np.ndarray:
+        return 1.0 - scores.best_proba
 
-    def reason(self, proba_row: np.ndarray, classes: Sequence[str]) -> str:
-        j = int(np.argmax(proba_row))
-        return f"low confidence: best guess {classes[j]} at only {proba_row[j]:.2f}"
+    def reason(self, scores: PoolScores, row: int, classes: Sequence[str]) -> str:
+        return (f"low confidence: best guess {classes[scores.top_classes[row, 0]]} at only "
+                f"{scores.top_proba[row, 0]:.2f}")
 
 
 class MarginSampling(_UncertaintyStrategy):
@@ -282,11 +294,11 @@ class MarginSampling(_UncertaintyStrategy):
 
     name = "margin"
 
-    def score(self, proba: np.ndarray) -> np.ndarray:
-        return -margin(proba)
+    def score(self, scores: PoolScores) -> np.ndarray:
+        return -scores.margin()
 
-    def reason(self, proba_row: np.ndarray, classes: Sequence[str]) -> str:
-        return _margin_reason(proba_row, classes)
+    def reason(self, scores: PoolScores, row: int, classes: Sequence[str]) -> str:
+        return _margin_reason(scores, row, classes)
 
 
 class EntropySampling(_UncertaintyStrategy):
@@ -294,12 +306,12 @@ class EntropySampling(_UncertaintyStrategy):
 
     name = "entropy"
 
-    def score(self, proba: np.ndarray) -> np.ndarray:
-        return entropy(proba)
+    def score(self, scores: PoolScores) -> np.ndarray:
+        return scores.entropy
 
-    def reason(self, proba_row: np.ndarray, classes: Sequence[str]) -> str:
-        top = np.argsort(-proba_row)[:3]
-        spread = ", ".join(f"{classes[j]} {proba_row[j]:.2f}" for j in top)
+    def reason(self, scores: PoolScores, row: int, classes: Sequence[str]) -> str:
+        top = zip(scores.top_classes[row], scores.top_proba[row], strict=True)
+        spread = ", ".join(f"{classes[j]} {p:.2f}" for j, p in top)
         return f"prediction spread over several labels: {spread}"
 
 
@@ -339,15 +351,19 @@ class MarginKMeans(QueryStrategy):
         self.chunk = chunk
 
     def query(
-        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None
+        self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None, scores=None
     ) -> list[Pick]:
-        if _no_model(proba):
+        model = _model_scores(proba, scores)
+        if model is None:
             return ColdStart().query(proba=None, embeddings=embeddings, candidates=candidates,
                                      classes=classes, n=n, rng=rng, labeled=labeled)
-        cand = _check(proba, embeddings, candidates, classes)
+        cand = _check(proba, embeddings, candidates, classes, scores)
         n = min(max(n, 0), len(cand))
-        m = margin(proba[cand])
-        ranked = _rank(-m, rng)  # smallest margin first, random ties
+        m = model.margin()[cand]
+        # Smallest margin first, random ties. The chunks below use at most UNCERTAIN_POOL_FACTOR x n
+        # positions (each takes 10 x k and picks k), so only those are ranked: on a 1M pool sorting
+        # every candidate took longer than the clustering.
+        ranked = _rank(-m, rng, top=UNCERTAIN_POOL_FACTOR * n)
         chosen: list[int] = []
         start = 0
         while len(chosen) < n and start < len(ranked):
@@ -360,10 +376,11 @@ class MarginKMeans(QueryStrategy):
             taken = set(chosen)
             chosen += [int(j) for j in ranked if j not in taken][: n - len(chosen)]
             position = np.empty(len(cand), dtype=np.int64)
-            position[ranked] = np.arange(len(cand))
+            position[ranked] = np.arange(len(ranked))
             chosen.sort(key=lambda j: position[j])
         # Chunks cover successive margin bands, each in pool order: margin ascending overall.
-        return [Pick(int(cand[j]), float(-m[j]), _margin_reason(proba[cand[j]], classes)) for j in chosen]
+        return [Pick(int(cand[j]), float(-m[j]), _margin_reason(model, int(cand[j]), classes))
+                for j in chosen]
 
     def _one_per_cluster(self, pool: np.ndarray, k: int, X: np.ndarray,
                          rng: np.random.Generator) -> list[int]:

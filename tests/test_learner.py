@@ -9,11 +9,14 @@ import pytest
 
 from core.learner import (
     LARGE_CV_FOLDS,
+    TOP_CLASSES,
     EmbeddingClassifier,
+    PoolScores,
     cross_validated_metrics,
     out_of_fold_proba,
     singleton_rows,
 )
+from core.strategies import get_strategy
 
 
 def blobs(n_per_class: int, labels: list[str], dim: int = 32, noise: float = 0.05, seed: int = 0):
@@ -195,3 +198,68 @@ def test_many_labels_cap_the_folds():
 
     out_of_fold_proba(X, y, estimator_factory=factory, n_splits=5)
     assert len(calls) == LARGE_CV_FOLDS
+
+
+def scored_pool(labels=("a", "b", "c", "d", "e"), n_per_class=80, seed=0):
+    X, y = blobs(n_per_class, list(labels), noise=0.6, seed=seed)
+    return EmbeddingClassifier(C=1.0).fit(X[:60], y[:60]), X
+
+
+def test_score_pool_summarises_predict_proba():
+    clf, X = scored_pool()
+    proba = clf.predict_proba(X)
+    scores = clf.score_pool(X)
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :TOP_CLASSES]
+    np.testing.assert_array_equal(scores.top_classes, order)
+    np.testing.assert_allclose(scores.top_proba, np.take_along_axis(proba, order, axis=1), atol=1e-6)
+    np.testing.assert_allclose(scores.entropy, -(proba * np.log(proba)).sum(axis=1), atol=1e-5)
+    assert scores.top_proba.dtype == np.float32 and scores.n_classes == 5
+    np.testing.assert_allclose(scores.margin(), scores.top_proba[:, 0] - scores.top_proba[:, 1])
+
+
+@pytest.mark.parametrize("labels", [("no", "yes"), ("a", "b", "c", "d", "e")])
+def test_score_pool_in_blocks_selects_what_one_block_selects(labels):
+    clf, X = scored_pool(labels)
+    whole = clf.score_pool(X, block_rows=len(X))
+    blocks = clf.score_pool(X, block_rows=7)
+    np.testing.assert_array_equal(blocks.top_classes, whole.top_classes)
+    np.testing.assert_allclose(blocks.top_proba, whole.top_proba, atol=1e-6)
+    np.testing.assert_allclose(blocks.entropy, whole.entropy, atol=1e-6)
+    candidates = np.arange(60, len(X))
+    for name in ("margin-kmeans", "entropy", "least-confidence"):
+        picks = [get_strategy(name).query(proba=None, scores=scores, embeddings=X, candidates=candidates,
+                                          classes=list(clf.classes_), n=30, rng=np.random.default_rng(0))
+                 for scores in (whole, blocks)]
+        assert [p.index for p in picks[0]] == [p.index for p in picks[1]]
+
+
+def test_score_pool_and_fit_accept_float16_memmaps(tmp_path):
+    clf, X = scored_pool()
+    mm = np.memmap(tmp_path / "pool.f16", dtype=np.float16, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    half = np.memmap(tmp_path / "pool.f16", dtype=np.float16, mode="r", shape=X.shape)
+    scores = clf.score_pool(half, block_rows=64)
+    widened = clf.score_pool(np.asarray(half, dtype=np.float32), block_rows=64)
+    np.testing.assert_array_equal(scores.top_classes, widened.top_classes)
+    np.testing.assert_array_equal(scores.top_proba, widened.top_proba)
+    # float16 rounding moves probabilities by about 1e-3 at most; the guesses stay.
+    assert (scores.best == clf.score_pool(X).best).mean() > 0.98
+    refit = EmbeddingClassifier(C=1.0).fit(half[:60], clf.predict(X[:60]))
+    assert refit.predict_proba(half).shape == (len(X), 5)
+
+
+def test_score_pool_of_a_single_class():
+    clf = EmbeddingClassifier().fit(np.eye(3, dtype=np.float32), ["x", "x", "x"])
+    scores = clf.score_pool(np.ones((4, 3), dtype=np.float16))
+    assert scores.n_classes == 1
+    assert scores.best.tolist() == [0] * 4 and scores.best_proba.tolist() == [1.0] * 4
+
+
+def test_pool_scores_from_proba_keep_the_first_of_tied_classes():
+    proba = np.array([[0.2, 0.4, 0.4], [0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]])
+    scores = PoolScores.from_proba(proba, block_rows=2)
+    assert scores.top_classes.tolist() == [[1, 2, 0], [0, 1, 2], [0, 1, 2]]
+    np.testing.assert_allclose(scores.margin(), [0.0, 0.25, 0.0])
+    np.testing.assert_allclose(scores.entropy, -(proba * np.log(proba)).sum(axis=1))
+    assert proba.tolist()[0] == [0.2, 0.4, 0.4]  # the input is left as it was

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core import strategies
 from core.errors import LabelbotError
-from core.strategies import STRATEGIES, MarginKMeans, Pick, get_strategy
+from core.learner import PoolScores
+from core.strategies import STRATEGIES, MarginKMeans, Pick, _rank, get_strategy
 
 CLASSES = ["card_arrival", "card_delivery_estimate", "lost_or_stolen_card", "pin_blocked"]
 MODEL_BASED = ["least-confidence", "margin", "entropy", "margin-kmeans"]
@@ -265,3 +267,48 @@ def test_cold_start_queue_prefix_is_spread_out():
         assert len(picks) == 20
         assert {blob[p.index] for p in picks[:5]} == set(range(5))
         assert [p.score for p in picks] == sorted((p.score for p in picks), reverse=True)
+
+
+@pytest.mark.parametrize("top", [0, 1, 5, 37, 299, 300, 500])
+def test_partial_ranking_is_the_head_of_the_full_ranking(top):
+    # Few distinct priorities: many ties at the boundary, broken by the same random draws.
+    priority = np.random.default_rng(1).integers(0, 6, size=300).astype(float)
+    full = _rank(priority, np.random.default_rng(7))
+    assert _rank(priority, np.random.default_rng(7), top=top).tolist() == full[:top].tolist()
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_pool_scores_pick_what_the_probabilities_pick(pool, name):
+    proba, emb, cand, labeled = pool
+    from_proba = run(name, proba=proba, embeddings=emb, candidates=cand, n=20, labeled=labeled)
+    from_scores = get_strategy(name).query(
+        proba=None, scores=PoolScores.from_proba(proba), embeddings=emb, candidates=cand, classes=CLASSES,
+        n=20, rng=np.random.default_rng(0), labeled=labeled)
+    assert from_scores == from_proba
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 60])
+def test_margin_kmeans_ranks_only_what_its_bands_use(pool, batch_size, monkeypatch):
+    # Ranking only the 10 x n most uncertain candidates must not change the queue.
+    proba, emb, cand, labeled = pool
+    query = dict(proba=proba, embeddings=emb, candidates=cand, classes=CLASSES, n=25, labeled=labeled,
+                 batch_size=batch_size)
+    partial = MarginKMeans().query(rng=np.random.default_rng(3), **query)
+    monkeypatch.setattr(strategies, "_rank", lambda priority, rng, top=None: _rank(priority, rng))
+    full = MarginKMeans().query(rng=np.random.default_rng(3), **query)
+    assert partial == full
+
+
+@pytest.mark.parametrize("name", ["cold-start", "margin-kmeans", "entropy"])
+def test_float16_memmap_embeddings(tmp_path, pool, name):
+    proba, emb, cand, labeled = pool
+    mm = np.memmap(tmp_path / "vectors.f16", dtype=np.float16, mode="w+", shape=emb.shape)
+    mm[:] = emb
+    mm.flush()
+    half = np.memmap(tmp_path / "vectors.f16", dtype=np.float16, mode="r", shape=emb.shape)
+    model = None if name == "cold-start" else proba
+    picks = run(name, proba=model, embeddings=half, candidates=cand, n=12, labeled=labeled)
+    assert_valid(picks, cand, 12)
+    # The same picks as the same values in float32: nothing is computed in float16.
+    widened = np.asarray(half, dtype=np.float32)
+    assert picks == run(name, proba=model, embeddings=widened, candidates=cand, n=12, labeled=labeled)
