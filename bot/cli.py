@@ -415,10 +415,11 @@ def serve(
 ) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP at /slack/events."""
     import logging
+    import signal
     import threading
 
     from bot.app import create_app, freeze_startup_objects
-    from bot.server import EVENTS_PATH, SlackHTTPServer
+    from bot.server import EVENTS_PATH, SlackHTTPServer, health_route
     from bot.settings import load_bot_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -438,9 +439,16 @@ def serve(
     slack_app = create_app(bot_settings, service)
     from bot.scheduler import LabelScheduler
 
+    # Several replicas may serve one database: the lease holder runs the jobs and retrains (docs/server.md).
+    leadership = service.leadership().start()
     # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
-    scheduler = LabelScheduler(service, slack_app.client).attach(slack_app).start()
+    scheduler = LabelScheduler(service, slack_app.client, leadership=leadership).attach(slack_app).start()
     freeze_startup_objects()
+
+    def stop_on_sigterm(*_: object) -> None:
+        raise KeyboardInterrupt  # `docker stop`, systemd: shut down as on Ctrl+C, releasing the lease
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         if transport == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -449,7 +457,8 @@ def serve(
             SocketModeHandler(slack_app, bot_settings.slack_app_token).start()
         else:
             server = SlackHTTPServer(
-                slack_app, host or bot_settings.http_host, port or bot_settings.http_port
+                slack_app, host or bot_settings.http_host, port or bot_settings.http_port,
+                routes=[health_route(service.database_answers, lambda: scheduler.role)],
             )
             console.print(f"labelbot listens on {server.url}{EVENTS_PATH}", highlight=False)
             server.serve_forever()
@@ -458,6 +467,7 @@ def serve(
     finally:
         scheduler.shutdown(wait=False)
         service.close()  # also ends the training worker
+        leadership.stop()  # after the last retrain: gives the lease to another replica at once
 
 
 # ------------------------------------------------------------------ demo and playground (issue 6)

@@ -31,25 +31,36 @@ and tests/test_layering.py checks that nothing else in ``bot/`` reads it.
 
 Several processes, one job store: APScheduler 3 does not share job stores live between processes. A
 scheduler reads the store when it wakes up, so a running ``labelbot serve`` wakes every
-``LABELBOT_SCHEDULE_POLL_SECONDS`` (default 30) to see jobs that ``labelbot schedule`` added or removed
-from another process. The CLI opens the store with a *paused* scheduler, which never runs jobs. Run one
-serving process per database: two would both fire every job.
+``LABELBOT_SCHEDULE_POLL_SECONDS`` (default 10) to see jobs that ``labelbot schedule`` or another replica
+added or removed. The CLI opens the store with a *paused* scheduler, which never runs jobs.
+
+Several replicas (``labelbot serve`` processes on one database): each one's scheduler is given the
+process's ``core.leadership.Leadership``. Every replica edits the one shared job store (a schedule added
+on any replica is stored once), but only the lease holder's scheduler runs; the others keep theirs
+paused, and resume it when they take the lease over (within ``lease + renew`` seconds of the leader's
+death; at once after a clean shutdown releases it). Retrains likewise run on the leader only: a
+follower's retrain request (N answers, a dry queue, ``/label retrain``) becomes a one-off
+``retrain-project-<id>`` job in the shared store, which the leader runs at its next wake-up; the
+``retrain-check`` job, which also runs on the leader only, covers what that misses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +69,7 @@ from slack_bolt import App, BoltContext
 from bot import blocks
 from bot.labeling import Labeling
 from core.errors import LabelbotError, ProjectNotFound
+from core.leadership import Leadership
 from core.schedules import CronSpec, ScheduledItem, check_timezone
 from core.service import LabelingService
 from core.types import ProjectInfo
@@ -66,6 +78,7 @@ log = logging.getLogger(__name__)
 
 CONTEXT_KEY = "scheduler"  # listeners find the running LabelScheduler as context["scheduler"]
 RETRAIN_CHECK_ID = "retrain-check"
+RETRAIN_REQUEST_PREFIX = "retrain-project-"  # + project id: a follower's retrain request for the leader
 KINDS = {"prompt": "prompt", "digest": "digest", "sub": "subscription"}
 DEFAULT_SECONDS_PER_CARD = 60.0  # until the team's own median time per answer is known
 MAX_CARDS = 20
@@ -80,7 +93,9 @@ class SchedulerSettings(BaseSettings):
     timezone: str | None = None
     retrain_interval_minutes: float = Field(default=10.0, ge=0)  # 0 disables the retrain-check job
     misfire_grace_seconds: int = Field(default=3600, ge=1)
-    schedule_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling for other processes' edits
+    # How often the running scheduler looks for jobs other processes added (schedules, retrain requests);
+    # 0: never. Each look is two indexed reads of the job store.
+    schedule_poll_seconds: float = Field(default=10.0, ge=0)
     job_threads: int = Field(default=4, ge=1)
 
 
@@ -100,10 +115,17 @@ class Runtime:
 # client and scheduler here. Only the job functions read it; listeners use bolt's context instead.
 _RUNTIME: Runtime | None = None
 _RUNTIME_LOCK = threading.Lock()
+# A job thread belongs to one LabelScheduler's pool: its jobs use that scheduler's runtime, so two
+# schedulers in one process (tests of replicas) each run jobs with their own service.
+_JOB_THREAD = threading.local()
 
 
 def current_runtime() -> Runtime | None:
-    """The running (not paused) scheduler's runtime in this process; for the job functions only."""
+    """The runtime of the scheduler running this job (else of the process's serving scheduler); for the
+    job functions only."""
+    own = getattr(_JOB_THREAD, "scheduler", None)
+    if own is not None:
+        return own.runtime
     with _RUNTIME_LOCK:
         return _RUNTIME
 
@@ -120,8 +142,13 @@ class LabelScheduler:
         database_url: str | None = None,
         labeling: Labeling | None = None,
         clock: Any = None,
+        leadership: Leadership | None = None,
     ) -> None:
+        """``leadership``: this replica runs jobs and retrains only while it holds the lease (see the
+        module docstring); None: it always does (one serving process per database)."""
         self.service = service
+        self.leadership = leadership
+        self.runtime: Runtime | None = None
         self.client = client
         self.settings = settings or SchedulerSettings()
         self.labeling = labeling or Labeling(service)
@@ -133,7 +160,9 @@ class LabelScheduler:
             engine_options["connect_args"] = {"timeout": 30}
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=url, engine_options=engine_options)},
-            executors={"default": ThreadPoolExecutor(self.settings.job_threads)},
+            executors={"default": ThreadPoolExecutor(
+                self.settings.job_threads, pool_kwargs={"initializer": self._mark_job_thread}
+            )},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -143,6 +172,7 @@ class LabelScheduler:
         )
         self._stop_polling = threading.Event()
         self._poller: threading.Thread | None = None
+        self._role_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,14 +188,21 @@ class LabelScheduler:
         return self
 
     def start(self, *, paused: bool = False) -> LabelScheduler:
-        """Start the scheduler. ``paused=True`` only opens the job store (for the CLI): no job runs."""
+        """Start the scheduler. ``paused=True`` only opens the job store (for the CLI): no job runs.
+        With a leadership, jobs run while this process is leader (it starts paused otherwise)."""
         global _RUNTIME
-        self.scheduler.start(paused=paused)
+        self.scheduler.start(paused=paused or self.leadership is not None)
         if paused:
             return self
+        self.runtime = Runtime(self.service, self.client, self.labeling, self, self.clock)
         with _RUNTIME_LOCK:
-            _RUNTIME = Runtime(self.service, self.client, self.labeling, self, self.clock)
-        self.ensure_retrain_check()
+            _RUNTIME = self.runtime
+        if self.leadership is None:
+            self.ensure_retrain_check()
+        else:
+            self.service.forward_retrains(self._forward_retrain)
+            self.leadership.listeners.append(self._follow_leadership)
+            self._follow_leadership()
         if self.settings.schedule_poll_seconds > 0:
             self._poller = threading.Thread(target=self._poll, name="labelbot-schedule-poll", daemon=True)
             self._poller.start()
@@ -175,10 +212,16 @@ class LabelScheduler:
         """Stop running jobs (waiting for running ones when ``wait``) and unregister the runtime."""
         global _RUNTIME
         self._stop_polling.set()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=wait)
+        if self.leadership is not None and self.runtime is not None:
+            with contextlib.suppress(ValueError):
+                self.leadership.listeners.remove(self._follow_leadership)
+            self.service.forward_retrains(None)
+        with self._role_lock:  # not while a change of role pauses or resumes it
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=wait)
         if self._poller is not None:
             self._poller.join(timeout=5)
+        self.runtime = None
         with _RUNTIME_LOCK:
             if _RUNTIME is not None and _RUNTIME.scheduler is self:
                 _RUNTIME = None
@@ -189,17 +232,67 @@ class LabelScheduler:
     def __exit__(self, *_: object) -> None:
         self.shutdown()
 
+    @property
+    def role(self) -> str:
+        """``leader`` when this process runs the jobs (always, without a leadership), else ``follower``."""
+        return "leader" if self.leadership is None or self.leadership.is_leader else "follower"
+
     def _poll(self) -> None:
-        # Jobs another process (the CLI) wrote are only seen when this scheduler wakes up.
+        # Jobs another process (the CLI, another replica) wrote are only seen when this scheduler wakes up.
         while not self._stop_polling.wait(self.settings.schedule_poll_seconds):
-            if self.scheduler.running:
-                self.scheduler.wakeup()
+            try:
+                if self.leadership is not None:
+                    self._follow_leadership()
+                if self.scheduler.state == STATE_RUNNING:
+                    self.scheduler.wakeup()
+            except Exception:  # the database is away for a moment: try again at the next poll
+                log.warning("Schedule poll failed", exc_info=True)
+
+    def _follow_leadership(self, *_: object) -> None:
+        """Run jobs while this process holds the lease, pause them otherwise (idempotent: it reads the
+        role now rather than trusting the call, as calls may come from the lease thread and the poller)."""
+        with self._role_lock:
+            leading = self.leadership is not None and self.leadership.is_leader
+            if leading and self.scheduler.state == STATE_PAUSED:
+                try:
+                    self.ensure_retrain_check()
+                except Exception:
+                    log.warning("Could not install the retrain check; the next poll retries", exc_info=True)
+                self.scheduler.resume()  # runs what is due now, e.g. a dead leader's missed prompt
+                log.info("This process now runs the scheduled jobs and retrains (leader)")
+            elif not leading and self.scheduler.state == STATE_RUNNING:
+                self.scheduler.pause()  # jobs already running finish
+                log.info("Another process runs the scheduled jobs and retrains (follower)")
+
+    def _mark_job_thread(self) -> None:
+        _JOB_THREAD.scheduler = self
+
+    def _forward_retrain(self, info: ProjectInfo) -> bool:
+        """A follower's retrain request, as a one-off job for the leader; False on the leader (it retrains
+        itself). One waiting request per project: a second replaces the first."""
+        if self.leadership is None or self.leadership.is_leader:
+            return False
+        job_id = f"{RETRAIN_REQUEST_PREFIX}{info.id}"
+        try:
+            self.scheduler.add_job(
+                run_requested_retrain, DateTrigger(self.clock()), id=job_id, replace_existing=True,
+                kwargs={"job_id": job_id, "project_id": info.id, "project": info.name},
+                name=f"retrain {info.name} (asked by a follower)",
+            )
+        except Exception:  # never on the click path: the leader's retrain check catches up
+            log.warning("Could not hand the retrain of %s to the leader", info.name, exc_info=True)
+        return True
 
     def ensure_retrain_check(self) -> None:
-        """(Re)install the interval job with the configured interval; remove it when disabled (0)."""
+        """Install the interval job with the configured interval (one already there with that interval
+        keeps its next run time, so a restart or a new leader does not put it off); remove it when
+        disabled (0)."""
         minutes = self.settings.retrain_interval_minutes
         if minutes <= 0:
             self._remove_quietly(RETRAIN_CHECK_ID)
+            return
+        existing = self.scheduler.get_job(RETRAIN_CHECK_ID)
+        if existing is not None and getattr(existing.trigger, "interval", None) == timedelta(minutes=minutes):
             return
         self.scheduler.add_job(
             run_retrain_check, IntervalTrigger(minutes=minutes), id=RETRAIN_CHECK_ID,
@@ -366,6 +459,15 @@ def run_retrain_check() -> int:
         except Exception:  # one broken project must not stop the others' retrains
             log.exception("Retrain check of %s failed", info.name)
     return started
+
+
+def run_requested_retrain(*, job_id: str, project_id: int, project: str, **_: Any) -> bool:
+    """A follower's retrain request, run by the leader on its training worker; False if one is waiting."""
+    found = _runtime_project(job_id, project_id, project)
+    if found is None:
+        return False
+    runtime, info = found
+    return runtime.service.request_retrain(info.name)
 
 
 def _seconds_per_card(service: LabelingService, project: str) -> float:

@@ -4,12 +4,14 @@ Each request is handled on one of ``threads`` worker threads, so one slow click 
 user's ack. Waitress reads requests on its own I/O thread and hands a worker only a complete request:
 a body over ``max_body_bytes`` (Content-Length, or chunked) is refused with 413, unread, and a connection
 that sends nothing for ``read_timeout`` seconds (a stalled half request, an idle keep-alive) is closed.
-Extra routes (the playground) plug in. Why waitress, and figures: docs/server.md.
+Extra routes (the playground, ``/healthz`` for load balancers) plug in. Why waitress, figures, and
+running it behind a reverse proxy: docs/server.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -24,8 +26,10 @@ from waitress.server import create_server
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
 # A route gets (method, path with query, headers, body) and returns (status, headers, body) or None.
-Route = Callable[[str, str, dict[str, str], bytes], "tuple[int, dict[str, str], bytes] | None"]
+RouteResult = tuple[int, dict[str, str], bytes] | None
+Route = Callable[[str, str, dict[str, str], bytes], RouteResult]
 
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KiB; a modal's state stays far below this
 READ_TIMEOUT = 10  # whole seconds (waitress's unit)
@@ -34,6 +38,28 @@ THREADS = 32
 _HOP_BY_HOP = frozenset({"connection", "content-length", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailers", "transfer-encoding", "upgrade"})
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def health_route(database_answers: Callable[[], bool], role: Callable[[], str]) -> Route:
+    """``GET /healthz`` (no Slack signature: load balancers ask it): ``{"database": "ok", "role":
+    "leader"}`` with 200 when the database answers, ``"database": "unreachable"`` with 503 when not.
+    ``role``: ``leader`` (this replica runs the scheduled jobs and retrains) or ``follower``."""
+
+    def route(method: str, path: str, headers: dict[str, str], body: bytes) -> RouteResult:
+        if path.partition("?")[0] != HEALTH_PATH:
+            return None
+        if method not in ("GET", "HEAD"):
+            return 405, {**_TEXT, "Allow": "GET, HEAD"}, b"Method not allowed\n"
+        try:
+            reachable = database_answers()
+        except Exception as error:  # a health check answers; one line in the log, no traceback
+            log.warning("Health check: database does not answer: %s", error)
+            reachable = False
+        report = {"database": "ok" if reachable else "unreachable", "role": role()}
+        out_headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        return (200 if reachable else 503), out_headers, json.dumps(report).encode() + b"\n"
+
+    return route
 
 
 class SlackHTTPServer:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Called after each background retrain with its run (None below two classes) and the project's name.
 RetrainListener = Callable[[ModelRunInfo | None, str], None]
+#: Takes a background retrain request to another process (a follower replica's go to the leader's
+#: training worker); returns False to retrain in this process after all.
+RetrainForward = Callable[[ProjectInfo], bool]
 
 
 class Retraining:
@@ -69,6 +72,7 @@ class Retraining:
             else None
         )
         self.listeners: list[RetrainListener] = []
+        self.forward: RetrainForward | None = None
 
     # ------------------------------------------------------------------ what the facade reports
 
@@ -104,6 +108,10 @@ class Retraining:
         """Retrain on the training thread (inline without one); False if one is already waiting."""
         if self._executor is None:
             self._retrain_here(info.id)
+            return True
+        if self.forward is not None and self.forward(info):
+            with self._lock:  # the answers so far go into the other process's retrain
+                self._answers[info.id] = 0
             return True
         with self._lock:
             if self._is_pending(info.id):

@@ -27,6 +27,7 @@ from core import answers, handout, ingest, io, reports, stopping, training
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
+from core.leadership import SCHEDULER_LEASE, Leadership, database_answers
 from core.learner import EmbeddingClassifier
 from core.models import utcnow
 from core.policy import RetrainPolicy
@@ -39,7 +40,7 @@ from core.projects import (
     check_labels,
     check_strategy,
 )
-from core.retraining import Retraining, RetrainListener
+from core.retraining import RetrainForward, Retraining, RetrainListener
 from core.store import create_db_engine, reading, writing
 from core.types import (
     AnswerResult,
@@ -113,6 +114,20 @@ class LabelingService:
     def retrain_listeners(self) -> list[RetrainListener]:
         """Called after each background retrain with its run and the project's name."""
         return self.retraining.listeners
+
+    def forward_retrains(self, forward: RetrainForward | None) -> None:
+        """Send this process's background retrain requests to ``forward`` (None: retrain here): a
+        follower replica hands them to the leader, the one process that retrains (bot.scheduler)."""
+        self.retraining.forward = forward
+
+    def leadership(self, name: str = SCHEDULER_LEASE, **options: Any) -> Leadership:
+        """This process's claim on the lease ``name`` in the database (``core.leadership``; the service's
+        clock unless ``clock`` is given); not started."""
+        return Leadership(self.engine, name, **{"clock": self.clock, **options})
+
+    def database_answers(self) -> bool:
+        """Whether the database answers a trivial query now (health checks); never raises."""
+        return database_answers(self.engine)
 
     @property
     def embedder(self) -> Embedder:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import event
 
-from bot.server import EVENTS_PATH, SlackHTTPServer
+from bot.server import EVENTS_PATH, HEALTH_PATH, SlackHTTPServer, health_route
+from core.embeddings import HashingEmbedder
+from core.leadership import Leadership
+from core.service import LabelingService
+from tests.conftest import make_settings
 
 SECRET = "test-server-secret"
 LIMIT = 4096
@@ -249,3 +257,78 @@ def test_stop_returns_promptly_frees_the_port_and_threads_are_daemons() -> None:
 def test_read_timeout_must_be_whole_seconds() -> None:
     with pytest.raises(ValueError):
         SlackHTTPServer(make_app(), "127.0.0.1", 0, read_timeout=0.5)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- /healthz (replicas)
+
+
+@pytest.fixture
+def two_replicas(tmp_path: Path) -> Iterator[list[tuple[LabelingService, Leadership, SlackHTTPServer]]]:
+    """Two services on one database, each with its lease and a server answering /healthz."""
+    settings = make_settings(tmp_path)
+    now = datetime.now(UTC)  # the leases' clock stands still: the leader stays leader however slow the test
+    replicas = []
+    for _ in range(2):
+        service = LabelingService(settings, embedder=HashingEmbedder(64))
+        lease = service.leadership(clock=lambda: now)
+        lease.try_acquire()
+        route = health_route(service.database_answers, lambda lease=lease: lease.role)
+        server = SlackHTTPServer(make_app(), "127.0.0.1", 0, routes=[route])
+        replicas.append((service, lease, server.start()))
+    yield replicas
+    for service, _, server in replicas:
+        server.stop()
+        service.close()
+
+
+def test_healthz_says_which_replica_leads_without_a_slack_signature(
+    two_replicas: list[tuple[LabelingService, Leadership, SlackHTTPServer]],
+) -> None:
+    (_, first_lease, first), (_, _, second) = two_replicas
+    answers = [request(srv, "GET", HEALTH_PATH) for srv in (first, second)]
+    assert [(status, json.loads(body)) for status, _, body in answers] == [
+        (200, {"database": "ok", "role": "leader"}), (200, {"database": "ok", "role": "follower"})
+    ]
+    assert all(headers["content-type"] == "application/json" for _, headers, _ in answers)
+    first_lease.release()
+    two_replicas[1][1].try_acquire()
+    assert json.loads(request(second, "GET", HEALTH_PATH + "?probe=1")[2])["role"] == "leader"
+    assert json.loads(request(first, "GET", HEALTH_PATH)[2])["role"] == "follower"
+    assert request(first, "POST", HEALTH_PATH, b"{}")[0] == 405
+    status, _, body = request(first, "HEAD", HEALTH_PATH)
+    assert status == 200 and body == b""
+
+
+def test_healthz_answers_503_when_the_database_is_gone(
+    two_replicas: list[tuple[LabelingService, Leadership, SlackHTTPServer]], caplog: pytest.LogCaptureFixture
+) -> None:
+    (service, _, server), (_, _, other) = two_replicas
+
+    def refuse(*_: object) -> None:
+        raise service.engine.dialect.loaded_dbapi.OperationalError("the database is gone (test)")
+
+    service.engine.dispose()  # pooled connections go; new ones are refused
+    event.listen(service.engine, "do_connect", refuse)
+    status, _, body = request(server, "GET", HEALTH_PATH)
+    assert (status, json.loads(body)) == (503, {"database": "unreachable", "role": "leader"})
+    assert request(other, "GET", HEALTH_PATH)[0] == 200  # the other replica's database still answers
+    warnings = [r for r in caplog.records if "does not answer" in r.getMessage()]
+    assert warnings and all(r.exc_info is None and "\n" not in r.getMessage() for r in warnings)
+
+
+def test_healthz_answers_503_when_the_sqlite_file_is_replaced_by_a_directory(tmp_path: Path) -> None:
+    service = LabelingService(make_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'gone.db'}"),
+                              embedder=HashingEmbedder(64))
+    server = SlackHTTPServer(make_app(), "127.0.0.1", 0,
+                             routes=[health_route(service.database_answers, lambda: "follower")]).start()
+    try:
+        assert request(server, "GET", HEALTH_PATH)[0] == 200
+        service.engine.dispose()
+        for path in tmp_path.glob("gone.db*"):
+            path.unlink()
+        (tmp_path / "gone.db").mkdir()  # nothing can open it again
+        status, _, body = request(server, "GET", HEALTH_PATH)
+        assert (status, json.loads(body)) == (503, {"database": "unreachable", "role": "follower"})
+    finally:
+        server.stop()
+        service.close()
