@@ -7,6 +7,7 @@ sets ``LABELBOT_TEST_POSTGRES_URL``) a fresh database of that cluster, dropped w
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -32,17 +33,40 @@ sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks SQLite's own machin
 _created: list[str] = []  # PostgreSQL databases made so far, in order
 
 
-def database_url(tmp_path: Path, name: str = "labelbot") -> str:
+def database_url(tmp_path: Path, name: str = "labelbot", *, with_tables: bool = False) -> str:
     """The URL of the test's database ``name``: the same for every call with the same arguments, so
-    two services, or a service and a CLI command, of one test share it."""
+    two services, or a service and a CLI command, of one test share it.
+
+    Empty, like a new SQLite file; on PostgreSQL ``with_tables`` copies a database the current code
+    made the tables in (creating them per test took most of a test's time there). The first call for
+    a name decides.
+    """
     if not POSTGRES_URL:
         return f"sqlite:///{tmp_path / f'{name}.db'}"
     database = "t_" + hashlib.sha1(f"{tmp_path}/{name}".encode()).hexdigest()[:20]
     if database not in _created:
+        template = f" TEMPLATE {_tables_template()}" if with_tables else ""
         with _admin().connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+            conn.execute(sa.text(f"CREATE DATABASE {database}{template}"))
         _created.append(database)
+    return _postgres_url(database)
+
+
+def _postgres_url(database: str) -> str:
     return sa.make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+@functools.cache
+def _tables_template() -> str:
+    from core.store import create_db_engine
+
+    with _admin().connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {TABLES_TEMPLATE}"))
+    create_db_engine(_postgres_url(TABLES_TEMPLATE)).dispose()  # no connection left: copies need none
+    return TABLES_TEMPLATE
+
+
+TABLES_TEMPLATE = "labelbot_tables"
 
 
 _admin_engine: sa.Engine | None = None
@@ -77,12 +101,15 @@ def _drop_remaining_postgres_databases() -> Iterator[None]:
     yield
     if ON_POSTGRES:
         _drop_databases_after(0)
+        if _tables_template.cache_info().currsize:
+            with _admin().connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE {TABLES_TEMPLATE}"))
         _admin().dispose()
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "database_url": database_url(tmp_path),
+        "database_url": database_url(tmp_path, with_tables=True),
         "embedding_model": "hashing-64",
         "retrain_every": 0,
         "retrain_cooldown": 0,  # retrains due after N answers start at once (tests click in milliseconds)

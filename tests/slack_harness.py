@@ -128,7 +128,7 @@ def start_harness(
         standin.add_user(user, name)
     standin.add_channel(CHANNEL, "general")
     values: dict[str, object] = {
-        "database_url": database_url(tmp_path, "bot"),
+        "database_url": database_url(tmp_path, "bot", with_tables=True),
         "embedding_model": "hashing-64",
         "retrain_every": 0,
         "queue_size": 50,

@@ -18,7 +18,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli"))
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
     monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
     monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):

@@ -475,7 +475,7 @@ def test_find_label_issues_never_flags_agreement_or_a_whole_label() -> None:
 
 
 def test_cli_status_annotators_review_and_gold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli"))
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
     monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
     monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
     runner = CliRunner()

@@ -303,7 +303,7 @@ def registered_listeners(tmp_path: Path) -> list[Registration]:
         return wrapper
 
     service = LabelingService(
-        Settings(_env_file=None, database_url=database_url(tmp_path, "manifest"),  # type: ignore[call-arg]
+        Settings(_env_file=None, database_url=database_url(tmp_path, "manifest", with_tables=True),  # type: ignore[call-arg]
                  embedding_model="hashing-64", retrain_every=0),
         embedder=HashingEmbedder(64),
     )

@@ -497,7 +497,7 @@ def test_digest_now_posts_without_a_scheduler_job(h: SlackHarness) -> None:
 def test_cli_schedule_and_status_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.cli import app
 
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli"))
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
     monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
     monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
     monkeypatch.delenv("LABELBOT_TIMEZONE", raising=False)
