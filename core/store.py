@@ -29,7 +29,8 @@ def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {}
-    engine = create_engine(url, connect_args=connect_args)
+    # PostgreSQL: a server restart or an idle timeout ends pooled connections; check each on checkout.
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
     if is_sqlite:
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
     SQLModel.metadata.create_all(engine)
