@@ -12,8 +12,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from core import io
 from core.config import load_settings
@@ -98,6 +107,11 @@ def list_projects() -> None:
         )
 
 
+#: `labelbot import` embeds this many new records before returning (about a minute on 2 cores); more
+#: are left to the embedding job, so a large import returns in seconds.
+EMBED_NOW_UP_TO = 20_000
+
+
 @app.command("import")
 @_friendly
 def import_(
@@ -116,35 +130,89 @@ def import_(
     format: Annotated[
         str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from the extension).")
     ] = None,
+    embed: Annotated[
+        bool | None,
+        typer.Option(
+            "--embed/--no-embed", help="Embed the new records now (default: when there are up to 20,000)."
+        ),
+    ] = None,
 ) -> None:
-    """Import records (and optional labels). Re-importing known ids changes nothing."""
+    """Import records (and optional labels). Re-importing known ids changes nothing.
+
+    Up to 20,000 new records are embedded right away; more are left to the embedding job
+    (`labelbot serve`, or `labelbot embed PROJECT` to watch it): records without a vector are not
+    handed out until they have one.
+    """
     service = _service()
-    with _progress() as progress:
-        task = progress.add_task("Embedding", total=None)
-
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        result = service.import_file(
-            project,
-            file,
-            text_column=text_column,
-            id_column=id_column or "id",
-            label_column=label_column,
-            annotator_column=annotator_column,
-            id_column_required=id_column is not None,
-            fmt=format,
-            progress=report,
-        )
+    result = service.import_file(
+        project,
+        file,
+        text_column=text_column,
+        id_column=id_column or "id",
+        label_column=label_column,
+        annotator_column=annotator_column,
+        id_column_required=id_column is not None,
+        fmt=format,
+        embed=False,
+    )
     console.print(
         f"Imported {result.rows} rows from {result.path}: {result.new_records} new records, "
         f"{result.existing_records} already known, {result.annotations} answers.",
         highlight=False,
         markup=False,
     )
+    if embed is None:
+        embed = service.embedding_status(project).missing <= EMBED_NOW_UP_TO
+    if embed:
+        _embed_with_progress(service, project)
+    else:
+        status = service.embedding_status(project)
+        console.print(
+            f"{status.missing:,} records need a vector: `labelbot serve` embeds them in the background, "
+            f"or run `labelbot embed {project}` (resumable).",
+            highlight=False,
+            markup=False,
+        )
     if result.new_records or result.annotations:
         run = service.retrain(project)
         _print_run(run)
+
+
+@app.command()
+@_friendly
+def embed(
+    project: str,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Move the project to this sentence-transformers model (a name or a path)."),
+    ] = None,
+) -> None:
+    """Give every record a vector (resumable: stopped or killed, it goes on where it was).
+
+    With --model, the project moves to that model once every record has a vector for it; until then
+    hand-out and Show similar use the old vectors.
+    """
+    service = _service()
+    result = _embed_with_progress(service, project, model=model)
+    if result.switched:
+        console.print(f"{project} now uses {result.model}; the queue was ranked again.", markup=False)
+    status = service.embedding_status(project)
+    console.print(
+        f"{status.project}: {status.with_vectors:,} records with vectors for "
+        f"{status.target or status.model}, {status.missing:,} missing.",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _embed_with_progress(service: Any, project: str, *, model: str | None = None) -> Any:
+    with _progress() as progress:
+        task = progress.add_task("Embedding", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return service.embed(project, model=model, progress=report)
 
 
 @app.command()
@@ -308,11 +376,19 @@ def configure(
     )
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:,.0f}/s")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        _RateColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=not sys.stderr.isatty(),

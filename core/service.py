@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core import answers, handout, ingest, io, reports, stopping, training
+from core import answers, embedding_job, handout, ingest, io, reports, stopping, training, vectors
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
@@ -45,6 +45,8 @@ from core.store import create_db_engine, reading, writing
 from core.types import (
     AnswerResult,
     CardUpdate,
+    EmbeddingStatus,
+    EmbedResult,
     ExportResult,
     ImportResult,
     LabelDef,
@@ -56,6 +58,7 @@ from core.types import (
     SimilarRecord,
     UndoResult,
 )
+from core.vectors import VectorFiles, default_vector_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,13 @@ class LabelingService:
         self.engine = engine or create_db_engine(self.settings.database_url)
         self._embedder = embedder
         self.projects = ProjectCatalog()
-        self.pools = PoolCache(self.engine, lambda: self.embedder.name)
+        self.pools = PoolCache(
+            self.engine,
+            lambda: self.embedder.name,
+            VectorFiles(self.settings.vector_dir or default_vector_dir(self.settings.database_url),
+                        self.settings.database_url),
+        )
+        self._embedders: dict[str, Embedder] = {}
         self.retraining = Retraining(
             RetrainPolicy(every=self.settings.retrain_every, cooldown=self.settings.retrain_cooldown),
             self.pools,
@@ -138,6 +147,18 @@ class LabelingService:
             )
         return self._embedder
 
+    def embedder_for(self, model: str) -> Embedder:
+        """The embedder of ``model`` (a project's own model may differ from the settings' one)."""
+        if model == self.embedder.name:
+            return self.embedder
+        with self._lock:
+            if model not in self._embedders:
+                s = self.settings
+                self._embedders[model] = make_embedder(
+                    model, batch_size=s.embedding_batch_size, device=s.embedding_device
+                )
+            return self._embedders[model]
+
     def close(self) -> None:
         """Wait for background work and release the database."""
         self.retraining.close()
@@ -165,7 +186,7 @@ class LabelingService:
             "strategy": check_strategy(strategy or self.settings.strategy),
         }
         with writing(self.engine) as conn:
-            pid = self.projects.create(conn, name, defs, settings)
+            pid = self.projects.create(conn, name, defs, settings, self.embedder.name)
             return self.projects.info(conn, pid)
 
     def get_project(self, project: ProjectKey) -> ProjectInfo:
@@ -206,9 +227,9 @@ class LabelingService:
 
     def delete_project(self, name: ProjectKey) -> None:
         with writing(self.engine) as conn:
-            pid = self.projects.info(conn, name).id
-            self.projects.delete(conn, pid)
-        self.pools.forget(pid)
+            info = self.projects.info(conn, name)
+            self.projects.delete(conn, info.id)
+        self.pools.forget(info.id, info.created_at)
 
     def bind_context(self, context: str, project: ProjectKey) -> None:
         """Make ``project`` the default for an outside context (a chat channel, say)."""
@@ -233,12 +254,14 @@ class LabelingService:
         annotator_column: str | None = None,
         id_column_required: bool = False,
         fmt: str | None = None,
+        embed: bool = True,
         progress: ProgressCallback | None = None,
     ) -> ImportResult:
         """Import a CSV/TSV/JSONL file. Bad input raises ``InputFileError`` and writes nothing.
 
-        Known ids are left as they are (re-importing updates nothing and embeds nothing); labels in
-        ``label_column`` become answers with source ``import`` by ``annotator_column`` (or "import").
+        Known ids are left as they are (re-importing updates nothing); labels in ``label_column``
+        become answers with source ``import`` by ``annotator_column`` (or "import"). ``embed``: see
+        :meth:`import_rows`.
         """
         info = self.get_project(project)
         rows = io.read_records(
@@ -251,7 +274,7 @@ class LabelingService:
             id_column_required=id_column_required,
             fmt=fmt,
         )
-        return self.import_rows(info.name, rows, path=str(path), progress=progress)
+        return self.import_rows(info.name, rows, path=str(path), embed=embed, progress=progress)
 
     def import_rows(
         self,
@@ -260,12 +283,14 @@ class LabelingService:
         *,
         path: str = "<rows>",
         source: str = "import",
+        embed: bool = True,
         progress: ProgressCallback | None = None,
     ) -> ImportResult:
-        """Import already-validated rows. Embeddings are computed before anything is written; records go
-        in transactions of ``IMPORT_BATCH`` (so clicks meanwhile wait for the write lock briefly), the
-        answers and the new data version in a last one. Interrupted, it is simply run again: known
-        ids are skipped."""
+        """Import already-validated rows: records in transactions of ``IMPORT_BATCH`` (so clicks
+        meanwhile wait for the write lock briefly), the answers and the new data version in a last
+        one; then, with ``embed``, their vectors (:meth:`embed`). ``embed=False`` leaves the vectors
+        to the embedding job (``labelbot serve``, ``labelbot embed``): records without one are not
+        handed out until they have it. Interrupted, it is simply run again: known ids are skipped."""
         info = self.get_project(project)
         labels = set(info.label_names)
         for row in rows:
@@ -273,26 +298,21 @@ class LabelingService:
                 raise UnknownLabel(f"{path}, line {row.line}: unknown label {row.label!r}.")
         with reading(self.engine) as conn:
             texts = ingest.new_texts(rows, ingest.known_ids(conn, info.id))
-        embedder = self.embedder
-        vectors = embedder.encode(list(texts.values()), progress=progress) if texts else None
         new = list(texts.items())
         metas = {row.external_id: row.metadata for row in rows}
         for start in range(0, len(new), IMPORT_BATCH):
             if start:
                 # Other processes wait for SQLite's write lock by polling (1 ms … 100 ms apart): a
                 # pause lets a click's answer in before the next batch takes the lock again.
-                time.sleep(IMPORT_PAUSE)
+                time.sleep(IMPORT_PAUSE if self.engine.dialect.name == "sqlite" else 0)
             with writing(self.engine) as conn:
-                info = self.projects.info(conn, info.id)
-                batch = new[start : start + IMPORT_BATCH]
-                ingest.add_records(
-                    conn, info, batch, metas, vectors[start : start + len(batch)], embedder.name
-                )
+                ingest.add_records(conn, info.id, new[start : start + IMPORT_BATCH], metas)
         with writing(self.engine) as conn:
             info = self.projects.info(conn, info.id)
             new_answers = ingest.add_answers(conn, info, rows, source)
             if new or new_answers:
                 self.projects.bump_data_version(conn, info.id)
+        embedded = self.embed(info.id, progress=progress).embedded if embed and new else 0
         self.retraining.imported(info, len(new), new_answers)
         return ImportResult(
             project=info.name,
@@ -301,22 +321,74 @@ class LabelingService:
             new_records=len(new),
             existing_records=len({r.external_id for r in rows}) - len(new),
             annotations=new_answers,
-            embedded=len(new),
+            embedded=embedded,
         )
 
-    def embed_pending(self, project: ProjectKey, *, progress: ProgressCallback | None = None) -> int:
-        """Embed records that have no vector for the current model (after a model change, say)."""
-        info = self.get_project(project)
-        model = self.embedder.name
+    def embed(
+        self,
+        project: ProjectKey,
+        *,
+        model: str | None = None,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> EmbedResult:
+        """Give every record of the project a vector: for its model, or for ``model``, which the
+        project then moves to (atomically, once every record has one; the old vectors serve until
+        then). Resumable: each batch is committed, so a run stopped or killed resumes where it was."""
         with reading(self.engine) as conn:
-            missing = ingest.missing_vectors(conn, info.id, model)
-        if not missing:
-            return 0
-        vectors = self.embedder.encode([text for _, text in missing], progress=progress)
-        with writing(self.engine) as conn:
-            ingest.write_vectors(conn, info.id, model, [rid for rid, _ in missing], vectors)
-            self.projects.bump_data_version(conn, info.id)
-        return len(missing)
+            state = self.projects.state(conn, project)
+            current = self.pools.model_of(state)
+            target = model or vectors.models_of(conn, state.info.id)[1] or current
+        if target != current or model is not None:
+            with writing(self.engine) as conn:
+                vectors.set_target(conn, state.info.id, None if target == current else target)
+        result = embedding_job.embed_project(
+            self.engine,
+            state.info.name,
+            state.info.id,
+            target,
+            self.embedder_for(target),
+            progress=progress,
+            should_stop=should_stop,
+        )
+        if result.switched:  # the queue was ranked on the old vectors
+            self.request_retrain(state.info.id)
+        elif result.embedded:
+            self.retraining.imported(state.info, result.embedded, 0)
+        return result
+
+    def embed_everything(
+        self, *, should_stop: Callable[[], bool] | None = None, progress_log: bool = False
+    ) -> int:
+        """Run the embedding job over every project that needs it; the number of vectors written."""
+        written = 0
+        for status in self.embedding_status_all():
+            if status.missing == 0 or (should_stop is not None and should_stop()):
+                continue
+            model = status.target or status.model
+            reporter = embedding_job.RateReporter(f"Embedding {status.project!r} with {model}")
+            written += self.embed(
+                status.project, progress=reporter if progress_log else None, should_stop=should_stop
+            ).embedded
+        return written
+
+    def embedding_status(self, project: ProjectKey) -> EmbeddingStatus:
+        """The project's model, the model it is moving to, and how many records have a vector for it."""
+        with reading(self.engine) as conn:
+            state = self.projects.state(conn, project)
+            current = self.pools.model_of(state)
+            target = vectors.models_of(conn, state.info.id)[1]
+            model = target or current
+            return EmbeddingStatus(
+                project=state.info.name,
+                model=current,
+                target=target,
+                with_vectors=vectors.count(conn, state.info.id, model),
+                missing=vectors.count_missing(conn, state.info.id, model),
+            )
+
+    def embedding_status_all(self) -> list[EmbeddingStatus]:
+        return [self.embedding_status(info.id) for info in self.list_projects()]
 
     def export(self, project: ProjectKey, path: str | Path, *, fmt: str | None = None) -> ExportResult:
         """One row per record: id, text, final label, answers, agreement, model guess and probability."""
@@ -344,7 +416,8 @@ class LabelingService:
             return []
         with writing(self.engine) as conn:
             state = self.projects.state(conn, project)
-            out = handout.hand_out(conn, state.info, user, n, self.clock(), self.settings.lease_seconds)
+            lease, model = self.settings.lease_seconds, self.pools.model_of(state)
+            out = handout.hand_out(conn, state.info, user, n, self.clock(), lease, model)
         self.retraining.handed_out(state.info, out, n)
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
@@ -391,7 +464,13 @@ class LabelingService:
             record = handout.record_view(conn, state.info, record_id)
             out = (
                 handout.hand_out(
-                    conn, state.info, user, next_cards, self.clock(), self.settings.lease_seconds
+                    conn,
+                    state.info,
+                    user,
+                    next_cards,
+                    self.clock(),
+                    self.settings.lease_seconds,
+                    self.pools.model_of(state),
                 )
                 if next_cards > 0
                 else None
@@ -501,7 +580,7 @@ class LabelingService:
         else:
             if not text or not text.strip():
                 raise LabelbotError("Give some text to search for.")
-            query = self.embedder.encode([text])[0]
+            query = self.embedder_for(pool.model).encode([text])[0]
         hits = pool.index.search(query, k, exclude=record_id)
         if not hits:
             return []
@@ -560,7 +639,7 @@ class LabelingService:
                 state,
                 queue_size=queue_size,
                 batch_size=min(queue_size, self.settings.retrain_every or queue_size),
-                embedding_model=self.embedder.name,
+                embedding_model=self.pools.model_of(state),
                 labels=labels,
             )
             self.retraining.trained(info.id, trained.fingerprint)

@@ -85,6 +85,29 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
+class EmbedResult:
+    """One run of the embedding job: vectors written, still missing, whether the project switched."""
+
+    project: str
+    model: str
+    embedded: int
+    remaining: int
+    switched: bool = False
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class EmbeddingStatus:
+    """A project's embedding model, the model it is moving to (or None), and vectors had and missing."""
+
+    project: str
+    model: str
+    target: str | None
+    with_vectors: int
+    missing: int
+
+
+@dataclass(frozen=True)
 class ModelRunInfo:
     id: int
     project: str

@@ -110,6 +110,7 @@ def _drop_remaining_postgres_databases() -> Iterator[None]:
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url(tmp_path, with_tables=True),
+        "vector_dir": str(tmp_path / "vectors"),
         "embedding_model": "hashing-64",
         "retrain_every": 0,
         "retrain_cooldown": 0,  # retrains due after N answers start at once (tests click in milliseconds)

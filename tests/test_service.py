@@ -185,8 +185,9 @@ def test_similar_matches_brute_force(service: LabelingService, tmp_path: Path) -
     scores[7] = -np.inf
     expected = np.sort(scores)[::-1][:5]
     assert target not in [h.record_id for h in hits]
-    np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-5)
-    assert all(scores[list(ids).index(h.record_id)] == pytest.approx(h.score, rel=1e-5) for h in hits)
+    # The pool holds float16 copies of the vectors: scores agree to about 1e-3.
+    np.testing.assert_allclose([h.score for h in hits], expected, atol=2e-3)
+    assert all(scores[list(ids).index(h.record_id)] == pytest.approx(h.score, abs=2e-3) for h in hits)
     by_text = service.similar("p", text="awful bad terrible", k=3)
     assert all("awful" in h.text for h in by_text)
 

@@ -60,7 +60,7 @@ def ensure_demo_project(
         created = True
     result = service.import_file(name, data_path(SAMPLE_NAME), text_column="text", id_column="id",
                                  progress=progress)
-    service.embed_pending(name, progress=progress)
+    service.embed(name, progress=progress)  # vectors an earlier, interrupted demo left to make
     total = result.new_records + result.existing_records
     return DemoSetup(project=name, created=created, new_records=result.new_records, total_records=total)
 
