@@ -512,6 +512,10 @@ def serve(
     service = LabelingService(settings, background=True, trainer=ProcessTrainer(settings))
     # Load the embedding model now, off the request threads, so the first search is not slow.
     threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
+    # Records imported without vectors get them from a niced worker process, never on a click's path.
+    from core.embedding_job import EmbeddingWorker
+
+    embedding = EmbeddingWorker(settings).start()
     slack_app = create_app(bot_settings, service)
     from bot.scheduler import LabelScheduler
 
@@ -542,6 +546,7 @@ def serve(
         pass
     finally:
         scheduler.shutdown(wait=False)
+        embedding.stop()
         service.close()  # also ends the training worker
         leadership.stop()  # after the last retrain: gives the lease to another replica at once
 

@@ -27,6 +27,8 @@ from core.types import EmbedResult
 
 log = logging.getLogger(__name__)
 
+EMBEDDING_LEASE = "embedding"  # the lease of the one worker, among replicas, that embeds
+
 #: Texts per committed batch: ~0.5-2 s of encoding on 2 cores and a write of milliseconds, so an
 #: answer's commit never waits behind it, and a kill loses at most this much work.
 BATCH = 256
@@ -128,19 +130,39 @@ def _work(settings: dict[str, Any], nice: int, poll_seconds: float, stop: Any) -
     from core.config import Settings
     from core.service import LabelingService
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = LabelingService(Settings(_env_file=None, **settings))  # type: ignore[call-arg]
+    # Replicas each run a worker; the holder of this lease embeds, the others wait to take over.
+    leadership = service.leadership(EMBEDDING_LEASE).start()
+
+    def should_stop() -> bool:
+        return stop.is_set() or not leadership.is_leader
+
     try:
         while not stop.is_set():
-            try:
-                worked = service.embed_everything(should_stop=stop.is_set, progress_log=True)
-            except Exception as exc:  # the database away for a moment: try again next poll
-                log.warning("Embedding paused: %s", exc)
-                worked = 0
+            worked = 0
+            if leadership.is_leader:
+                try:
+                    worked = service.embed_everything(should_stop=should_stop, progress_log=True)
+                except Exception as exc:  # the database away for a moment: try again next poll
+                    log.warning("Embedding paused: %s", exc)
+            if leadership.is_leader and not worked:
+                worked = _update_indexes(service)
             if not worked:
                 stop.wait(poll_seconds)
     finally:
+        leadership.stop()
         service.close()
+
+
+def _update_indexes(service: Any) -> int:
+    updated = 0
+    for info in service.list_projects():
+        try:
+            updated += service.update_search_index(info.id)
+        except Exception as exc:  # a broken project must not stop the others'
+            log.warning("Updating the search index of %s failed: %s", info.name, exc)
+    return updated
 
 
 class EmbeddingWorker:

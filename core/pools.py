@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, select
 
+from core import index as vector_index
 from core.index import VectorIndex
 from core.learner import PoolScores
 from core.models import ModelRun
@@ -66,30 +67,60 @@ class PoolCache:
         """The project's embedding model (projects from before per-project models: the settings')."""
         return state.embedding_model or self._default_model()
 
-    def pool(self, state: ProjectState) -> Pool:
-        """The project's embeddings, caught up (new rows only) when a batch of vectors changed them."""
+    def pool(self, state: ProjectState, *, fresh: bool = True) -> Pool:
+        """The project's embeddings, caught up (new rows only) when a batch of vectors changed them.
+
+        ``fresh=False`` (the click path): a pool of the project's model that is behind is returned
+        as it is while a background thread catches it up, so a click never waits for the embedding
+        job's latest rows.
+        """
         pid, model = state.info.id, self.model_of(state)
         with self._lock:
             cached = self._pools.get(pid)
             loading = self._loading.setdefault(pid, threading.Lock())
+        if cached is not None and cached.model == model:
+            if cached.data_version >= state.data_version:
+                return cached
+            if not fresh:
+                if loading.acquire(blocking=False):
+                    threading.Thread(
+                        target=self._load_in_background,
+                        args=(loading, state),
+                        name="labelbot-pool",
+                        daemon=True,
+                    ).start()
+                return cached
+        with loading:  # one thread loads; the others wait for its pool rather than load their own
+            return self._load(state)
+
+    def _load_in_background(self, loading: threading.Lock, state: ProjectState) -> None:
+        try:
+            self._load(state)
+        except Exception:  # the stale pool stays; the next click tries again
+            log.exception("Loading the pool of project %s failed", state.info.id)
+        finally:
+            loading.release()
+
+    def _load(self, state: ProjectState) -> Pool:
+        pid, model = state.info.id, self.model_of(state)
+        with self._lock:
+            cached = self._pools.get(pid)
         if cached is not None and cached.data_version >= state.data_version and cached.model == model:
             return cached
-        with loading:  # one thread loads; the others wait for its pool rather than load their own
-            with self._lock:
-                cached = self._pools.get(pid)
-            if cached is not None and cached.data_version >= state.data_version and cached.model == model:
-                return cached
-            known = None
-            if cached is not None and cached.model == model:
-                known = VectorSet(cached.ids, cached.vectors, cached.data_version, cached.lineage)
-            found = self.files.load(self.engine, pid, state.info.created_at, model, known=known)
-            if cached is not None and known is not None and found.ids is known.ids:
-                pool = Pool(found.loaded_version, model, cached.index, found.lineage)
-            else:
-                pool = Pool(found.loaded_version, model, VectorIndex(found.ids, found.vectors), found.lineage)
-            with self._lock:
-                self._pools[pid] = pool
-            return pool
+        known = None
+        if cached is not None and cached.model == model:
+            known = VectorSet(cached.ids, cached.vectors, cached.data_version, cached.lineage)
+        found = self.files.load(self.engine, pid, state.info.created_at, model, known=known)
+        if cached is not None and known is not None and found.ids is known.ids:
+            index = cached.index
+        else:
+            index = VectorIndex(
+                found.ids, found.vectors, directory=found.index_dir, exact_below=vector_index.EXACT_BELOW
+            )
+        pool = Pool(found.loaded_version, model, index, found.lineage)
+        with self._lock:
+            self._pools[pid] = pool
+        return pool
 
     def guess(self, state: ProjectState, *, fresh: bool = True) -> Callable[[int], tuple[str, float] | None]:
         """record id -> the latest model's (label, probability), or None.
@@ -103,7 +134,7 @@ class PoolCache:
 
         def lookup(record_id: int) -> tuple[str, float] | None:
             if not found:
-                pool = self.pool(state)
+                pool = self.pool(state, fresh=fresh)
                 found.append((pool, self._guess_table(state, pool, fresh=fresh)))
             pool, table = found[0]
             if table is None:

@@ -372,6 +372,18 @@ class LabelingService:
             ).embedded
         return written
 
+    def update_search_index(self, project: ProjectKey) -> bool:
+        """Add the vectors the project's similar-search index lacks (building it the first time, above
+        ``core.index.EXACT_BELOW`` records); True if it was due. Minutes at 1M: the embedding worker
+        runs it when idle, in the background."""
+        with reading(self.engine) as conn:
+            state = self.projects.state(conn, project)
+        index = self.pools.pool(state).index
+        if not index.needs_update:
+            return False
+        index.update()
+        return True
+
     def embedding_status(self, project: ProjectKey) -> EmbeddingStatus:
         """The project's model, the model it is moving to, and how many records have a vector for it."""
         with reading(self.engine) as conn:
@@ -572,6 +584,7 @@ class LabelingService:
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
         pool = self.pools.pool(state)
+        pool.index.refresh()  # the embedding worker may have written a newer index file
         if record_id is not None:
             row = pool.index.row_of(record_id)
             if row is None:

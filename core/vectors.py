@@ -173,6 +173,7 @@ class VectorSet:
     vectors: np.ndarray  # float16 memmap, L2-normalized rows
     loaded_version: int  # data version the rows are complete up to
     lineage: str  # changes when the files are rebuilt from scratch: rows of another lineage differ
+    index_dir: Path | None = None  # where the approximate index of these vectors is kept
 
 
 def default_vector_dir(database_url: str) -> str:
@@ -234,9 +235,11 @@ class VectorFiles:
             if version != meta["version"]:
                 meta["version"] = version
                 _write_meta(stem, meta)
+        index_dir = stem.with_name(stem.name + ".index")
         if known is not None and known.lineage == meta["lineage"] and len(known.ids) == meta["rows"]:
-            return VectorSet(known.ids, known.vectors, meta["version"], meta["lineage"])
-        return _map(stem, meta)
+            return VectorSet(known.ids, known.vectors, meta["version"], meta["lineage"], index_dir)
+        ids, mapped = _map(stem, meta)
+        return VectorSet(ids, mapped, meta["version"], meta["lineage"], index_dir)
 
     def forget(self, project_id: int, created_at: object) -> None:
         """Remove a deleted project's files (processes that mapped them keep their mappings)."""
@@ -352,14 +355,9 @@ def _append(stem: Path, meta: dict, new_ids: np.ndarray, new_vectors: np.ndarray
     return meta
 
 
-def _map(stem: Path, meta: dict) -> VectorSet:
+def _map(stem: Path, meta: dict) -> tuple[np.ndarray, np.ndarray]:
     rows = meta["rows"]
     if rows == 0:
-        return VectorSet(
-            np.zeros(0, dtype=np.int64),
-            np.zeros((0, max(meta["dim"], 1)), dtype=np.float16),
-            meta["version"],
-            meta["lineage"],
-        )
+        return np.zeros(0, dtype=np.int64), np.zeros((0, max(meta["dim"], 1)), dtype=np.float16)
     ids, vectors = _open(stem, meta, mode="r")
-    return VectorSet(np.asarray(ids[:rows]), vectors[:rows], meta["version"], meta["lineage"])
+    return np.asarray(ids[:rows]), vectors[:rows]
