@@ -50,6 +50,7 @@ class VectorIndex:
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
         self.ids = np.asarray(ids, dtype=np.int64)
+        vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, dtype=np.float32)
         self.vectors = vectors if vectors.dtype in (np.float32, np.float16) else vectors.astype(np.float32)
         self.directory = None if directory is None else Path(directory)
         self.exact_below = exact_below
@@ -62,6 +63,7 @@ class VectorIndex:
         # (memory-mapped index or None, rows it lacks, how many of its keys are no longer rows here),
         # replaced in one assignment so a search never sees an index with another index's pending rows.
         self._state: tuple[Index | None, np.ndarray, int] = (None, np.arange(len(self.ids)), 0)
+        self._opened: int | None = None  # mtime of the index file mapped now
         if self.directory is not None and len(self.ids) >= exact_below:
             self._open()
 
@@ -110,7 +112,7 @@ class VectorIndex:
             return []
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         ann, pending, stale = self._state
-        if ann is None:
+        if ann is None or 2 * len(pending) > len(self.ids):  # scoring every row beats gathering most
             rows = np.arange(len(self.ids))
             scores = self._scores(query)
         else:
@@ -147,11 +149,26 @@ class VectorIndex:
 
     # -------------------------------------------------------------------------- the saved index
 
+    def refresh(self) -> bool:
+        """Map the saved index again if another process wrote a newer one (a stat when none did)."""
+        path = self.path
+        if path is None or len(self.ids) < self.exact_below:
+            return False
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if stamp == self._opened:
+            return False
+        self._open()
+        return True
+
     def _open(self) -> None:
         """Memory-map the saved index, if any, and note which rows it lacks and which keys went away."""
         path = self.path
         if path is None or not path.exists():
             return
+        self._opened = path.stat().st_mtime_ns
         ann = Index.restore(str(path), view=True)
         if ann is None or ann.ndim != self.vectors.shape[1]:
             return  # not an index of these vectors: update() writes a new one
