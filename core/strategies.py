@@ -6,6 +6,9 @@ the same way — and ``embeddings`` for all N rows) plus the row indices that ma
 shows. Model-based strategies fall back to ``ColdStart`` while there is no model (neither given) or
 it knows a single class. ``embeddings`` may be float16 and a memmap: strategies read only the rows
 they cluster or compare, converted to float32.
+
+Over 400 lines because the six strategies share one contract and its helpers (ranking with random
+ties, k-means seeding, reasons); apart, they would each restate them.
 """
 
 from __future__ import annotations
