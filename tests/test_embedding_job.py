@@ -221,3 +221,29 @@ def test_embed_everything_embeds_only_what_is_missing(tmp_path: Path, count: int
         assert svc.embedding_status("q").missing == 2
     finally:
         svc.close()
+
+
+def test_the_search_index_built_by_one_process_serves_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.index
+
+    monkeypatch.setattr(core.index, "EXACT_BELOW", 20)  # the approximate index from 20 records on
+    settings = make_settings(tmp_path)
+    worker = LabelingService(settings, embedder=HashingEmbedder(64))
+    bot = LabelingService(settings, embedder=HashingEmbedder(64))
+    try:
+        worker.create_project("p", ["weather", "money"])
+        worker.import_rows("p", _rows(60))
+        target = bot.find_record("p", "5").record_id
+        exact = bot.similar("p", record_id=target, k=5)  # no index yet: every row scored
+        assert worker.update_search_index("p") is True
+        assert worker.update_search_index("p") is False  # nothing new to add
+        assert bot.similar("p", record_id=target, k=5) == exact
+        index = next(iter(bot.pools._pools.values())).index
+        assert index.pending == 0  # the bot now searches the worker's index file
+        worker.import_rows("p", _rows(10, start=60))
+        assert bot.similar("p", text=_rows(70)[65].text, k=1)[0].external_id == "65"
+    finally:
+        worker.close()
+        bot.close()
