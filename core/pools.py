@@ -15,25 +15,30 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, select
 
+from core import index as vector_index
 from core.index import VectorIndex
 from core.learner import PoolScores
-from core.models import Embedding, ModelRun, Project
+from core.models import ModelRun
 from core.projects import ProjectState
 from core.store import reading
+from core.vectors import VectorFiles, VectorSet
 
 log = logging.getLogger(__name__)
 
-#: Cached guesses: (run id, data version, rows of (best class index, probability), class names).
-Guesses = tuple[int, int, np.ndarray, tuple[str, ...]]
+#: Cached guesses: (run id, pool lineage, rows of (best class index, probability), class names). Pools
+#: of one lineage only grow by appended rows, so an older table still names the first rows right.
+Guesses = tuple[int, str, np.ndarray, tuple[str, ...]]
 
 
 @dataclass
 class Pool:
-    """Embeddings of one project, in memory: rows ordered by record id."""
+    """Embeddings of one project and model, as a float16 memory map shared with this machine's other
+    processes; rows in the order they were embedded (``index.row_of`` finds a record's row)."""
 
     data_version: int
     model: str
     index: VectorIndex
+    lineage: str = ""
 
     @property
     def ids(self) -> np.ndarray:
@@ -47,9 +52,10 @@ class Pool:
 class PoolCache:
     """Per-process caches of pools and guesses, each checked against the versions in the project row."""
 
-    def __init__(self, engine: Engine, embedding_model: Callable[[], str]) -> None:
+    def __init__(self, engine: Engine, default_model: Callable[[], str], files: VectorFiles) -> None:
         self.engine = engine
-        self._model_name = embedding_model
+        self._default_model = default_model
+        self.files = files
         self._lock = threading.Lock()
         self._pools: dict[int, Pool] = {}
         self._guesses: dict[int, Guesses] = {}
@@ -57,35 +63,61 @@ class PoolCache:
         self._loading: dict[int, threading.Lock] = {}
         self._expected: dict[int, int] = {}  # projects whose retrain in flight brings new guesses
 
-    def pool(self, state: ProjectState) -> Pool:
-        """The project's embeddings, reloaded only when an import changed them."""
-        pid, model = state.info.id, self._model_name()
+    def model_of(self, state: ProjectState) -> str:
+        """The project's embedding model (projects from before per-project models: the settings')."""
+        return state.embedding_model or self._default_model()
+
+    def pool(self, state: ProjectState, *, fresh: bool = True) -> Pool:
+        """The project's embeddings, caught up (new rows only) when a batch of vectors changed them.
+
+        ``fresh=False`` (the click path): a pool of the project's model that is behind is returned
+        as it is while a background thread catches it up, so a click never waits for the embedding
+        job's latest rows.
+        """
+        pid, model = state.info.id, self.model_of(state)
         with self._lock:
             cached = self._pools.get(pid)
             loading = self._loading.setdefault(pid, threading.Lock())
+        if cached is not None and cached.model == model:
+            if cached.data_version >= state.data_version:
+                return cached
+            if not fresh:
+                if loading.acquire(blocking=False):
+                    threading.Thread(
+                        target=self._load_in_background,
+                        args=(loading, state),
+                        name="labelbot-pool",
+                        daemon=True,
+                    ).start()
+                return cached
+        with loading:  # one thread loads; the others wait for its pool rather than load their own
+            return self._load(state)
+
+    def _load_in_background(self, loading: threading.Lock, state: ProjectState) -> None:
+        try:
+            self._load(state)
+        except Exception:  # the stale pool stays; the next click tries again
+            log.exception("Loading the pool of project %s failed", state.info.id)
+        finally:
+            loading.release()
+
+    def _load(self, state: ProjectState) -> Pool:
+        pid, model = state.info.id, self.model_of(state)
+        with self._lock:
+            cached = self._pools.get(pid)
         if cached is not None and cached.data_version >= state.data_version and cached.model == model:
             return cached
-        with loading:  # one thread loads; the others wait for its pool rather than load their own
-            with self._lock:
-                cached = self._pools.get(pid)
-            if cached is not None and cached.data_version >= state.data_version and cached.model == model:
-                return cached
-            return self._load(pid, model)
-
-    def _load(self, pid: int, model: str) -> Pool:
-        with reading(self.engine) as conn:  # the rows and the version they are, from one snapshot
-            version = int(conn.execute(select(Project.data_version).where(Project.id == pid)).scalar_one())
-            rows = conn.execute(
-                select(Embedding.record_id, Embedding.vector)
-                .where(Embedding.project_id == pid, Embedding.model == model)
-                .order_by(Embedding.record_id)
-            ).all()
-        if rows:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        known = None
+        if cached is not None and cached.model == model:
+            known = VectorSet(cached.ids, cached.vectors, cached.data_version, cached.lineage)
+        found = self.files.load(self.engine, pid, state.info.created_at, model, known=known)
+        if cached is not None and known is not None and found.ids is known.ids:
+            index = cached.index
         else:
-            ids, vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-        pool = Pool(version, model, VectorIndex(ids, vectors))
+            index = VectorIndex(
+                found.ids, found.vectors, directory=found.index_dir, exact_below=vector_index.EXACT_BELOW
+            )
+        pool = Pool(found.loaded_version, model, index, found.lineage)
         with self._lock:
             self._pools[pid] = pool
         return pool
@@ -102,13 +134,15 @@ class PoolCache:
 
         def lookup(record_id: int) -> tuple[str, float] | None:
             if not found:
-                pool = self.pool(state)
+                pool = self.pool(state, fresh=fresh)
                 found.append((pool, self._guess_table(state, pool, fresh=fresh)))
             pool, table = found[0]
             if table is None:
                 return None
             row = pool.index.row_of(record_id)
-            return None if row is None else (table[3][int(table[2][row, 0])], float(table[2][row, 1]))
+            if row is None or row >= len(table[2]):  # embedded after the table was made
+                return None
+            return table[3][int(table[2][row, 0])], float(table[2][row, 1])
 
         return lookup
 
@@ -128,9 +162,9 @@ class PoolCache:
             cached = self._guesses.get(pid)
             computing = self._computing.setdefault(pid, threading.Lock())
             expected = self._expected.get(pid, 0)
-        if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+        if cached is not None and cached[0] == run_id and _covers(cached, pool):
             return cached
-        if not fresh and cached is not None and cached[1] == pool.data_version:
+        if not fresh and cached is not None and cached[1] == pool.lineage:
             if not expected and computing.acquire(blocking=False):
                 threading.Thread(
                     target=self._refresh,
@@ -142,7 +176,7 @@ class PoolCache:
         with computing:
             with self._lock:
                 cached = self._guesses.get(pid)
-            if cached is not None and cached[0] == run_id and cached[1] == pool.data_version:
+            if cached is not None and cached[0] == run_id and _covers(cached, pool):
                 return cached
             return self._predict_table(pid, run_id, pool)
 
@@ -181,21 +215,28 @@ class PoolCache:
         if table is not None:
             with self._lock:
                 current = self._guesses.get(project_id)
-                if current is None or (table[1], table[0]) >= (current[1], current[0]):  # never go back
+                newer = current is None or current[1] != table[1]
+                if newer or (len(table[2]), table[0]) >= (len(current[2]), current[0]):  # never go back
                     self._guesses[project_id] = table
 
     def guesses_of(self, project_id: int) -> Guesses | None:
         with self._lock:
             return self._guesses.get(project_id)
 
-    def forget(self, project_id: int) -> None:
+    def forget(self, project_id: int, created_at: object = None) -> None:
         with self._lock:
             self._pools.pop(project_id, None)
             self._guesses.pop(project_id, None)
+        if created_at is not None:
+            self.files.forget(project_id, created_at)
 
 
 def guess_table(run_id: int, pool: Pool, scores: PoolScores, classes: object) -> Guesses:
     """Each row's best class and its probability, from the retrain's own pass over the pool; float32
     (class indices are exact there), 8 MB at 1M rows."""
     rows = np.stack([scores.best.astype(np.float32), scores.best_proba.astype(np.float32)], axis=1)
-    return (run_id, pool.data_version, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+    return (run_id, pool.lineage, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+
+
+def _covers(table: Guesses, pool: Pool) -> bool:
+    return table[1] == pool.lineage and len(table[2]) == len(pool.ids)
