@@ -17,6 +17,7 @@ from core import policy
 from core.errors import NothingToUndo, RecordNotFound, StaleRecord
 from core.models import Annotation, Lease, Record, Skip
 from core.review import needs_extra_answer
+from core.store import upsert
 from core.types import ProjectInfo
 
 _CHUNK = 5_000
@@ -81,13 +82,21 @@ _SET_COUNT = (
     .values(n_answers=bindparam("n"), complete=bindparam("done"))
 )
 _DROP_LEASE = delete(Lease).where(Lease.id == bindparam("lease_id"))
+# PostgreSQL: the record's row lock, taken first. Two replicas (or one click delivered twice) answering
+# one record at once would both read its count and both write count + 1, or both insert the same
+# user's answer. NO KEY UPDATE: it does not wait for hand-outs inserting leases that reference the row.
+_LOCK_RECORD = select(Record.id).where(Record.id == bindparam("record_id")).with_for_update(key_share=True)
 _DROP_SKIP = delete(Skip).where(Skip.id == bindparam("skip_id"))
 
 
 def store_answer(
     conn: Connection, info: ProjectInfo, record_id: int, user: str, label: str, source: str, now: datetime
 ) -> StoredAnswer:
-    """Insert or change ``user``'s answer; drop their lease and skip of the record. Four statements."""
+    """Insert or change ``user``'s answer; drop their lease and skip of the record. Four statements
+    (one more on PostgreSQL: the record's lock, before the read, so that the read sees the answer a
+    concurrent copy of this click committed while this one waited)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_RECORD, {"record_id": record_id})
     row = conn.execute(_ANSWER_STATE, {"user": user, "record_id": record_id}).first()
     if row is None or row[0] != info.id:
         raise _record_not_found(info, record_id)
@@ -137,8 +146,12 @@ def skip(conn: Connection, info: ProjectInfo, record_id: int, user: str) -> None
     ).first()
     if row is None or row[0] != info.id:
         raise _record_not_found(info, record_id)
-    if row[1] is None:
-        conn.execute(insert(Skip).values(record_id=record_id, project_id=info.id, annotator=user))
+    if row[1] is None:  # DO NOTHING: the same skip delivered twice, to two replicas at once
+        conn.execute(
+            upsert(conn, Skip)
+            .values(record_id=record_id, project_id=info.id, annotator=user)
+            .on_conflict_do_nothing(index_elements=["record_id", "annotator"])
+        )
     conn.execute(delete(Lease).where(Lease.record_id == record_id, Lease.annotator == user))
 
 
@@ -162,8 +175,13 @@ def undo(
     if answer is None:
         raise NothingToUndo("There is no answer of yours to undo.")
     answer_id, rid, label = answer
-    record = conn.execute(select(Record.external_id, Record.n_answers).where(Record.id == rid)).one()
-    conn.execute(delete(Annotation).where(Annotation.id == answer_id))
+    # Locked (PostgreSQL), so the count is the latest; a copy of this undo that got there first has
+    # deleted the answer, which this one then finds gone.
+    record = conn.execute(
+        select(Record.external_id, Record.n_answers).where(Record.id == rid).with_for_update(key_share=True)
+    ).one()
+    if not conn.execute(delete(Annotation).where(Annotation.id == answer_id)).rowcount:
+        raise NothingToUndo("That answer was undone already.")
     n_answers = max(0, record[1] - 1)
     has_gold = (
         conn.execute(

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select, union
+from sqlalchemy import Connection, and_, bindparam, exists, func, select, text, union
 
 from core.errors import RecordNotFound
 from core.models import Annotation, Embedding, Lease, QueueItem, Record, Skip
-from core.store import lock_project, upsert_for
+from core.store import upsert_for
 from core.types import ProjectInfo, RecordView
 
 #: record id -> (label, probability) of the latest model, or None.
@@ -40,6 +40,21 @@ def with_guess(view: RecordView, guess: Guess) -> RecordView:
 
 
 POOL_REASON = "next in the pool"
+
+
+# pg_advisory_xact_lock(space, key): the space keeps these keys apart from other advisory locks.
+_HAND_OUT_LOCK_SPACE = 0x6C62  # "lb"
+_LOCK_HAND_OUTS = text("SELECT pg_advisory_xact_lock(:space, :project_id)")
+
+
+def lock_hand_outs(conn: Connection, project_id: int) -> None:
+    """Take ``project_id``'s turn to hand out or swap its queue, until this write transaction ends.
+
+    PostgreSQL only (a transaction-scoped advisory lock, so other processes wait for it too); on
+    SQLite every write transaction holds the one write lock from BEGIN already.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_HAND_OUTS, {"space": _HAND_OUT_LOCK_SPACE, "project_id": project_id})
 
 
 @dataclass(frozen=True)
@@ -120,7 +135,7 @@ def hand_out(
     # hand-outs of a project take turns (about a millisecond each), and each reads after the last
     # committed its leases. Row locks on the records would not do (a lease insert never changes the
     # record row, so a waiting FOR UPDATE reads the stale lease count); SERIALIZABLE means retries.
-    lock_project(conn, info.id)
+    lock_hand_outs(conn, info.id)
     params = {
         "user": user, "now": now, "project_id": info.id, "k": info.answers_per_record, "n": n, "model": model
     }

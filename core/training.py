@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
-from core import stopping
+from core import handout, stopping
 from core.learner import EmbeddingClassifier, PoolScores, cross_validated_metrics
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
 from core.pools import Guesses, Pool, PoolCache, guess_table
@@ -119,6 +119,9 @@ def retrain(
         label_counts[label] = label_counts.get(label, 0) + 1
     run = None
     with writing(engine) as conn:
+        # First the project's lock (PostgreSQL): two processes' swaps at once would each delete only the
+        # queue rows they saw and leave both new queues; and a hand-out waits for the new queue whole.
+        handout.lock_hand_outs(conn, info.id)
         if classifier is not None:
             run_id = conn.execute(
                 insert(ModelRun)
