@@ -203,7 +203,7 @@ class Leadership:
             if leading == self._reported:
                 return
             self._reported = leading
-        log.info("%s of %s lease: %s", "Took" if leading else "Lost", self.name, self.holder)
+        log.info("%s the %s lease (holder %s)", "Took" if leading else "Lost", self.name, self.holder)
         for listener in list(self.listeners):
             try:
                 listener(leading)
