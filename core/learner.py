@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,9 @@ LARGE_CV_FOLDS = 3
 POOL_BLOCK = 16_384
 # The classes kept per row in PoolScores: two make the margin, three the entropy strategy's reason.
 TOP_CLASSES = 3
+# Blocks scored at once (each with one BLAS thread; numpy and BLAS release the GIL): the pool pass is
+# most of a 1M retrain, and the training worker runs niced, so the bot's threads still come first.
+SCORING_THREADS = 2
 
 
 _threadpools: ThreadpoolController | None = None
@@ -222,11 +226,13 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
                 proba[start : start + len(block)] = block
         return proba
 
-    def score_pool(self, X: np.ndarray, *, block_rows: int = POOL_BLOCK) -> PoolScores:
+    def score_pool(self, X: np.ndarray, *, block_rows: int = POOL_BLOCK,
+                   threads: int = SCORING_THREADS) -> PoolScores:
         """Per row of ``X`` (float16, 32 or 64; an array or a memmap), what ranking and guesses need.
 
-        Works through ``X`` in blocks of ``block_rows``; other block sizes give the same result up to
-        float32 rounding (BLAS may add up a block's products in another order).
+        Works through ``X`` in blocks of ``block_rows``, ``threads`` blocks at a time; other block
+        sizes give the same result up to float32 rounding (BLAS may add up a block's products in
+        another order), other thread counts the same result.
         """
         X = self._check_rows(X)
         n, n_classes = X.shape[0], len(self.classes_)
@@ -236,11 +242,21 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         top = min(TOP_CLASSES, n_classes)
         scores = PoolScores(np.empty((n, top), dtype=np.int32), np.empty((n, top), dtype=np.float32),
                             np.empty(n, dtype=np.float32), n_classes)
+        self._logit_weights()  # made once, before the threads
+
+        def score(start: int) -> None:
+            stop = min(start + block_rows, n)
+            proba = self._block_proba(X[start:stop], entropy_out=scores.entropy[start:stop])
+            _top_classes(proba, scores.top_classes[start:stop], scores.top_proba[start:stop])
+
         with single_threaded("blas"):
-            for start in range(0, n, block_rows):
-                stop = min(start + block_rows, n)
-                proba = self._block_proba(X[start:stop], entropy_out=scores.entropy[start:stop])
-                _top_classes(proba, scores.top_classes[start:stop], scores.top_proba[start:stop])
+            if threads <= 1 or n <= block_rows:
+                for start in range(0, n, block_rows):
+                    score(start)
+            else:
+                with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="labelbot-score") as pool:
+                    for done in pool.map(score, range(0, n, block_rows)):
+                        assert done is None
         return scores
 
     def _check_rows(self, X: np.ndarray) -> np.ndarray:
@@ -260,12 +276,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         ``entropy_out`` receives each row's entropy, as log Z - sum(p * logit) with the logits shifted
         by their maximum: no logarithm of every probability.
         """
-        block = check_array(rows, dtype=np.float32)
+        block = np.asarray(rows, dtype=np.float32)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         norms[norms == 0] = 1.0  # an all-zero row stays zero instead of becoming NaN
         coef, intercept = self._logit_weights()
         # (x / |x|) @ W == (x @ W) / |x|: dividing the (rows, classes) product is cheaper than the rows.
         logits = block @ coef.T
+        # What check_array would reject, checked on (rows, classes) rather than (rows, dims) values.
+        if not np.isfinite(logits).all():
+            raise ValueError("Input contains NaN or infinity.")
         logits /= norms[:, None]
         logits += intercept
         logits -= logits.max(axis=1, keepdims=True)

@@ -221,7 +221,10 @@ def test_score_pool_summarises_predict_proba():
 def test_score_pool_in_blocks_selects_what_one_block_selects(labels):
     clf, X = scored_pool(labels)
     whole = clf.score_pool(X, block_rows=len(X))
-    blocks = clf.score_pool(X, block_rows=7)
+    blocks = clf.score_pool(X, block_rows=7, threads=1)
+    threaded = clf.score_pool(X, block_rows=7, threads=3)
+    for field in ("top_classes", "top_proba", "entropy"):  # each block is scored alike on any thread
+        np.testing.assert_array_equal(getattr(threaded, field), getattr(blocks, field))
     np.testing.assert_array_equal(blocks.top_classes, whole.top_classes)
     np.testing.assert_allclose(blocks.top_proba, whole.top_proba, atol=1e-6)
     np.testing.assert_allclose(blocks.entropy, whole.entropy, atol=1e-6)
@@ -263,3 +266,11 @@ def test_pool_scores_from_proba_keep_the_first_of_tied_classes():
     np.testing.assert_allclose(scores.margin(), [0.0, 0.25, 0.0])
     np.testing.assert_allclose(scores.entropy, -(proba * np.log(proba)).sum(axis=1))
     assert proba.tolist()[0] == [0.2, 0.4, 0.4]  # the input is left as it was
+
+
+def test_score_pool_rejects_non_finite_rows():
+    clf, X = scored_pool()
+    X = X.copy()
+    X[5, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.score_pool(X, block_rows=4)
