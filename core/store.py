@@ -14,18 +14,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-from core import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from core.migrations import upgrade_to_head
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-def create_db_engine(url: str) -> Engine:
-    """Create the engine and the tables. SQLite gets WAL, foreign keys and IMMEDIATE write transactions."""
+def create_db_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """Create the engine and bring the schema to the newest migration (``core.migrations``).
+
+    SQLite gets WAL, foreign keys and IMMEDIATE write transactions. ``upgrade=False``: leave the
+    schema as it is (tests and tools that build an old database).
+    """
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {}
@@ -33,8 +37,8 @@ def create_db_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
     if is_sqlite:
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
-    SQLModel.metadata.create_all(engine)
-    _add_missing_columns(engine)
+    if upgrade:
+        upgrade_to_head(engine)
     return engine
 
 
@@ -59,38 +63,6 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
-
-
-# Columns added after a release: (table, column, SQL type and default, backfill statement or None).
-_LATER_COLUMNS = (
-    ("project", "version", "INTEGER NOT NULL DEFAULT 0", None),
-    (
-        "project",
-        "latest_run_id",
-        "INTEGER",
-        "UPDATE project SET latest_run_id = (SELECT max(id) FROM modelrun WHERE project_id = project.id)",
-    ),
-    ("project", "embedding_model", "VARCHAR", None),
-    ("project", "embedding_target", "VARCHAR", None),
-    ("embedding", "batch", "INTEGER NOT NULL DEFAULT 0", None),
-)
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Bring a database made by an earlier release up to date (``create_all`` never alters a table)."""
-    with engine.connect() as conn:
-        # Under SQLite's write lock (BEGIN IMMEDIATE): two processes opening an old database at once
-        # must not both add the same column.
-        conn.execution_options(write=True)
-        with conn.begin():
-            inspector = inspect(conn)
-            tables = {t for t, *_ in _LATER_COLUMNS}
-            existing = {t: {c["name"] for c in inspector.get_columns(t)} for t in tables}
-            for table, column, ddl, backfill in _LATER_COLUMNS:
-                if column not in existing[table]:
-                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
-                    if backfill:
-                        conn.execute(text(backfill))
 
 
 def upsert(conn: Connection, table: Any) -> Any:
