@@ -7,6 +7,7 @@ so a large import never holds SQLite's write lock for long (a click waits for it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, insert, select
@@ -38,6 +39,9 @@ def add_records(
 ) -> None:
     """Insert new records (external id, text); their vectors come from the embedding job."""
     now = utcnow()
+    if conn.dialect.name == "postgresql":
+        _copy_records(conn, project_id, texts, metas, now)
+        return
     values = [
         {
             "project_id": project_id,
@@ -52,6 +56,17 @@ def add_records(
     ]
     for start in range(0, len(values), _CHUNK):
         conn.execute(insert(Record), values[start : start + _CHUNK])
+
+
+def _copy_records(
+    conn: Connection, project_id: int, texts: list[tuple[str, str]], metas: dict[str, dict], now: object
+) -> None:
+    """PostgreSQL's COPY: about 4x the rows per second of a multi-row INSERT (bench/scale.py)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = "project_id, external_id, text, meta, n_answers, complete, created_at"
+    with cursor.copy(f"COPY record ({columns}) FROM STDIN") as copy:
+        for eid, text in texts:
+            copy.write_row((project_id, eid, text, json.dumps(metas.get(eid, {})), 0, False, now))
 
 
 def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow], source: str) -> int:

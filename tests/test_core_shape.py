@@ -374,8 +374,8 @@ def test_a_large_import_writes_in_bounded_transactions_each_record_with_its_own_
         with recorded(svc) as seen:
             result = svc.import_rows("p", rows, embed=False)
         assert (result.new_records, result.annotations, result.embedded) == (12, 1, 0)
-        # 12 records in batches of 5 (3 transactions), then the answers and the data version (1).
-        assert len([s for s in seen["statements"] if s == "INSERT"]) >= 3
+        # 12 records in batches of 5 (3 transactions: INSERTs, or COPY on PostgreSQL), then the
+        # answers and the data version (1).
         assert len(seen["transactions"]) == 2 + 3 + 1  # project and known ids read, 3 batches, the answers
         assert svc.similar("p", text=TEXTS[0], k=1) == []  # no vectors yet
         assert svc.embed("p").embedded == 12
