@@ -25,12 +25,18 @@ def render_item(kind: str, item: Any, _autogen_context: Any) -> str | bool:
     return False
 
 
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Autogenerate leaves alone the table APScheduler keeps in the same database (bot/scheduler.py)."""
+    return not (type_ == "table" and name == "apscheduler_jobs")
+
+
 context.configure(
     connection=connection,
     target_metadata=SQLModel.metadata,
     render_as_batch=True,  # SQLite alters most things by copying the table
     compare_type=True,
     render_item=render_item,
+    include_name=include_name,
 )
 with context.begin_transaction():
     context.run_migrations()
