@@ -207,7 +207,15 @@ class PoolCache:
         classifier = pickle.loads(blob)  # written by this service only, never by users
         if getattr(classifier, "n_features_in_", pool.vectors.shape[1]) != pool.vectors.shape[1]:
             return None  # trained on another embedding model
-        table = guess_table(run_id, pool, classifier.score_pool(pool.vectors), classifier.classes_)
+        with self._lock:
+            cached = self._guesses.get(pid)
+        if cached is not None and cached[0] == run_id and cached[1] == pool.lineage:
+            # Rows only get appended (the embedding job at work): predict just the new ones.
+            done = len(cached[2])
+            tail = guess_table(run_id, pool, classifier.score_pool(pool.vectors[done:]), classifier.classes_)
+            table = (run_id, pool.lineage, np.concatenate([cached[2], tail[2]]), cached[3])
+        else:
+            table = guess_table(run_id, pool, classifier.score_pool(pool.vectors), classifier.classes_)
         self.remember_guesses(pid, table)
         return table
 
@@ -216,7 +224,7 @@ class PoolCache:
             with self._lock:
                 current = self._guesses.get(project_id)
                 newer = current is None or current[1] != table[1]
-                if newer or (len(table[2]), table[0]) >= (len(current[2]), current[0]):  # never go back
+                if newer or (table[0], len(table[2])) >= (current[0], len(current[2])):  # never go back
                     self._guesses[project_id] = table
 
     def guesses_of(self, project_id: int) -> Guesses | None:

@@ -247,3 +247,35 @@ def test_the_search_index_built_by_one_process_serves_another(
     finally:
         worker.close()
         bot.close()
+
+
+def test_guesses_for_newly_embedded_records_predict_only_the_new_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.learner import EmbeddingClassifier
+
+    scored: list[int] = []
+    original = EmbeddingClassifier.score_pool
+
+    def counting(self, X, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(len(X))
+        return original(self, X, *args, **kwargs)
+
+    svc = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))
+    bot = LabelingService(svc.settings, embedder=HashingEmbedder(64))  # guesses made by another process
+    try:
+        svc.create_project("p", ["weather", "money"])
+        svc.import_rows("p", _rows(30))
+        for i, label in [(0, "weather"), (2, "money"), (4, "weather"), (6, "money")]:
+            svc.record_answer("p", svc.find_record("p", str(i)).record_id, "alice", label)
+        svc.retrain("p")
+        monkeypatch.setattr(EmbeddingClassifier, "score_pool", counting)
+        first = bot.similar("p", record_id=svc.find_record("p", "9").record_id, k=3)
+        assert scored == [30] and all(hit.predicted_label is not None for hit in first)
+        svc.import_rows("p", _rows(5, start=30))
+        again = bot.similar("p", text=_rows(35)[33].text, k=1)
+        assert scored == [30, 5]  # the 5 new rows, not the pool again
+        assert again[0].external_id == "33" and again[0].predicted_label is not None
+    finally:
+        svc.close()
+        bot.close()
