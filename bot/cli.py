@@ -547,8 +547,9 @@ def serve(
     finally:
         scheduler.shutdown(wait=False)
         embedding.stop()
+        service.wait_for_retrains()  # the retrain in flight ends here, before another replica may start one
+        leadership.stop()  # gives the lease to another replica at once
         service.close()  # also ends the training worker
-        leadership.stop()  # after the last retrain: gives the lease to another replica at once
 
 
 # ------------------------------------------------------------------ demo and playground (issue 6)
