@@ -240,9 +240,18 @@ def next_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Show the next records to label (most informative first)."""
-    records = _service().next_records(project, user or _default_user(), n)
+    service = _service()
+    records = service.next_records(project, user or _default_user(), n)
     if not records:
-        console.print("Nothing left to label for you in this project.")
+        waiting = service.embedding_status(project).missing
+        console.print(
+            f"Nothing to label yet: {waiting:,} records are waiting for their vectors "
+            f"(`labelbot embed {project}`, or `labelbot serve` embeds them)."
+            if waiting
+            else "Nothing left to label for you in this project.",
+            highlight=False,
+            markup=False,
+        )
     for record in records:
         if as_json:
             print(
@@ -345,6 +354,15 @@ def status(
         print(json.dumps(_status_dict(result), ensure_ascii=False, indent=2))
         return
     _print_status(result, all_annotators=annotators)
+    vectors = service.embedding_status(project)
+    if vectors.missing or vectors.target:
+        moving = f", moving to {vectors.target}" if vectors.target else ""
+        console.print(
+            f"Embedding ({vectors.model}{moving}): {vectors.missing:,} records still need a vector; "
+            "they are handed out once they have one.",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()

@@ -179,14 +179,23 @@ class Labeling:
             self._dms[user_id] = channel
         return channel
 
+    def nothing_left(self, project: ProjectInfo) -> str:
+        """What to say when a labeler gets no card: done, or records still waiting for vectors."""
+        waiting = self.service.embedding_status(project.id).missing
+        if waiting:
+            return (
+                f"Nothing to label in {project.name} for you right now: {waiting:,} records are still "
+                "being embedded, and they come to you once they are."
+            )
+        return f"Nothing left to label in {project.name} for you right now. Thank you!"
+
     def post_cards(
         self, client: WebClient, project: ProjectInfo, user_id: str, records: list[RecordView]
     ) -> None:
         """DM ``records`` to ``user_id`` as label cards, or say that nothing is left when there are none."""
         channel = self.dm_channel(client, user_id)
         if not records:
-            text = f"Nothing left to label in {project.name} for you right now. Thank you!"
-            client.chat_postMessage(channel=channel, **blocks.notice(text))
+            client.chat_postMessage(channel=channel, **blocks.notice(self.nothing_left(project)))
         for record in records:
             client.chat_postMessage(
                 channel=channel, **blocks.label_card(project, record, nonce=ids.new_nonce())

@@ -155,3 +155,20 @@ def test_simulate_command_writes_json_and_plot(tmp_path: Path) -> None:
     assert set(result["labels_to"]) == {"margin-kmeans", "random"}
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Unknown" in fail("simulate", str(data), "--strategy", "nope")
+
+
+def test_import_without_embedding_then_embed_and_change_the_model(tmp_path: Path) -> None:
+    rows = banking_rows(40)
+    data = write_csv(tmp_path / "data.csv", [{"id": f"b{i}", "text": r["text"]} for i, r in enumerate(rows)])
+    run("init", "bank", "--labels", "a,b")
+    out = run("import", "bank", str(data), "--no-embed")
+    assert "40 new records" in out and "40 records need a vector" in out and "labelbot embed bank" in out
+    assert "40 records still need a vector" in run("status", "bank")
+    assert "40 records are waiting for their vectors" in run("next", "bank", "-n", "5", "-u", "ann")
+    assert "40 records with vectors for hashing-64, 0 missing" in run("embed", "bank")
+    assert "still need a vector" not in run("status", "bank")
+    assert len(run("next", "bank", "-n", "5", "--json", "-u", "ann").splitlines()) == 5
+    out = run("embed", "bank", "--model", "hashing-32")
+    assert "bank now uses hashing-32" in out and "40 records with vectors for hashing-32" in out
+    assert len(run("similar", "bank", rows[0]["text"], "-k", "3").strip().splitlines()) >= 3
+    assert "Could not load the embedding model" in fail("embed", "bank", "--model", "/no/such/model")

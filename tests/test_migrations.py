@@ -157,6 +157,9 @@ def test_a_database_made_by_the_release_upgrades_itself_and_keeps_every_row(tmp_
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT DISTINCT batch FROM embedding").all() == [(0,)]
         assert conn.exec_driver_sql("SELECT count(*) FROM leaderlease").scalar() == 0
+        # Each project keeps the model its vectors are for, whatever LABELBOT_EMBEDDING_MODEL says later.
+        models = conn.exec_driver_sql("SELECT name, embedding_model FROM project ORDER BY name").all()
+        assert [tuple(m) for m in models] == [("p", "old-model"), ("q", "old-model")]
     engine.dispose()
 
     service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))

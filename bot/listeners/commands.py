@@ -66,7 +66,7 @@ def _next(call: Invocation) -> None:
     if sent:
         call.reply(f"Sent you {sent} card{'s' if sent != 1 else ''} from {project.name} in a direct message.")
     else:
-        call.reply(f"Nothing left to label in {project.name} for you right now. Thank you!")
+        call.reply(call.labeling.nothing_left(project))
 
 
 def _status(call: Invocation) -> None:
