@@ -564,9 +564,9 @@ def serve(
         pass
     finally:
         scheduler.shutdown(wait=False)
-        embedding.stop()
         service.wait_for_retrains()  # the retrain in flight ends here, before another replica may start one
-        leadership.stop()  # gives the lease to another replica at once
+        leadership.stop()  # gives the lease to another replica at once (before waiting for the workers)
+        embedding.stop()
         service.close()  # also ends the training worker
 
 
