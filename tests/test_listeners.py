@@ -708,6 +708,7 @@ def test_label_n_now_caps_a_forged_count(svc: LabelingService, client: Mock) -> 
     service = Mock(LabelingService)
     service.get_project.return_value = svc.get_project("demo")
     service.next_records.return_value = []
+    service.embedding_status.return_value = svc.embedding_status("demo")
     context = BoltContext({"labeling": make_labeling(service)})
     value = ids.encode_label_n_value(**demo_ref(svc), n=5000)
     ack_first_click(
@@ -1045,3 +1046,15 @@ def test_digest_schedules_a_job_or_posts_now(
     client.files_upload_v2.assert_called_once()
     assert client.files_upload_v2.call_args.kwargs["channel"] == CHANNEL
     assert len(scheduler.items()) == 1  # "now" adds no job
+
+
+def test_a_labeler_without_cards_hears_that_records_wait_for_their_vectors(
+    svc: LabelingService, client: Mock
+) -> None:
+    info = svc.create_project("later", ["a", "b"])
+    svc.import_rows("later", [ImportRow(line=i, external_id=str(i), text=f"text {i}") for i in range(3)],
+                    embed=False)
+    labeling = make_labeling(svc)
+    assert "3 records are still being embedded" in labeling.nothing_left(info)
+    svc.embed("later")
+    assert labeling.nothing_left(info) == "Nothing left to label in later for you right now. Thank you!"
