@@ -130,7 +130,7 @@ def drop_model(conn: Connection, project_id: int, model: str) -> None:
 
 
 _SINCE = (
-    select(Embedding.record_id, Embedding.vector)
+    select(Embedding.record_id, Embedding.vector, Embedding.batch)
     .where(
         Embedding.project_id == bindparam("project_id"),
         Embedding.model == bindparam("model"),
@@ -141,7 +141,11 @@ _SINCE = (
 
 
 def _read_since(engine: Engine, project_id: int, model: str, after: int) -> tuple[int, Iterator[tuple]]:
-    """(the project's data version, the vector rows of batches after ``after``) from one snapshot."""
+    """(the project's data version, the (id, vector, batch) rows of batches after ``after``).
+
+    Under PostgreSQL's READ COMMITTED the two statements may see different moments: the caller takes
+    the larger of the version and the last row's batch (batches commit in order, so none below it
+    can come later)."""
     conn_cm = reading(engine)
     conn = conn_cm.__enter__()
     try:
@@ -224,14 +228,21 @@ class VectorFiles:
         stem.parent.mkdir(parents=True, exist_ok=True)
         with _locked(stem.with_suffix(".lock")):
             meta = _read_meta(stem)
+            with reading(engine) as conn:
+                now = conn.execute(select(Project.data_version).where(Project.id == project_id)).scalar_one()
+            if meta is not None and meta["version"] > now:  # files of a database restored from a backup
+                meta = None
             version, rows = _read_since(engine, project_id, model, meta["version"] if meta else -1)
-            for new_ids, new_vectors in _chunks(rows, 65_536):
+            last_batch = -1
+            for new_ids, new_vectors, batch in _chunks(rows, 65_536):
                 if meta is None or (meta["rows"] == 0 and meta["dim"] != new_vectors.shape[1]):
                     with reading(engine) as conn:
                         meta = _create(stem, count(conn, project_id, model), new_vectors.shape[1])
                 meta = _append(stem, meta, new_ids, new_vectors)
+                last_batch = batch
             if meta is None:
                 meta = _create(stem, 0, 0)
+            version = max(version, last_batch)
             if version != meta["version"]:
                 meta["version"] = version
                 _write_meta(stem, meta)
@@ -261,18 +272,20 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _chunks(rows: Iterator[tuple], size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, float16 vectors) of at most ``size`` rows at a time: a 1M-row load never holds it all."""
+def _chunks(rows: Iterator[tuple], size: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(ids, float16 vectors, last batch) of at most ``size`` rows at a time: a 1M-row load never
+    holds it all."""
     ids: list[int] = []
     blobs: list[bytes] = []
-    for rid, blob in rows:
+    batch = -1
+    for rid, blob, batch in rows:
         ids.append(rid)
         blobs.append(blob)
         if len(ids) == size:
-            yield _convert(ids, blobs)
+            yield (*_convert(ids, blobs), batch)
             ids, blobs = [], []
     if ids:
-        yield _convert(ids, blobs)
+        yield (*_convert(ids, blobs), batch)
 
 
 def _convert(ids: list[int], blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
