@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,6 +66,7 @@ TARGETS = {
     "recall_at_10": 0.99,
     "retrain_warm_s": 5.0,
 }
+DATABASE_URL = ""  # --database-url; empty: a SQLite file in the work directory
 
 # Runs the real CLI, adding up where `import_file` spends its time.
 _CLI_WRAPPER = r"""
@@ -109,9 +111,14 @@ app()
 """
 
 
+def database_url(workdir: Path) -> str:
+    return DATABASE_URL or f"sqlite:///{workdir / 'scale.db'}"
+
+
 def settings_for(workdir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{workdir / 'scale.db'}",
+        "database_url": database_url(workdir),
+        "vector_dir": str(workdir / "scale.db.vectors"),
         "embedding_model": MODEL,
         "retrain_every": 0,  # the bench asks for retrains itself
     }
@@ -139,7 +146,8 @@ def build(workdir: Path, vectors: np.ndarray, classes: np.ndarray, n_labels: int
             out.write(f"{i},record {i},{names[classes[i]] if labeled[i] else ''}\n")
     env = {
         **os.environ,
-        "LABELBOT_DATABASE_URL": f"sqlite:///{workdir / 'scale.db'}",
+        "LABELBOT_DATABASE_URL": database_url(workdir),
+        "LABELBOT_VECTOR_DIR": str(workdir / "scale.db.vectors"),
         "LABELBOT_EMBEDDING_MODEL": MODEL,
         "SCALE_SPENT": str(workdir / "import_spent.json"),
         "PYTHONPATH": str(ROOT),
@@ -183,7 +191,7 @@ def build(workdir: Path, vectors: np.ndarray, classes: np.ndarray, n_labels: int
 
 def record_rows(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(record ids, their row in the synthetic matrix = external id), in record id order."""
-    engine = create_engine(f"sqlite:///{workdir / 'scale.db'}")
+    engine = create_engine(database_url(workdir))
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, external_id FROM record ORDER BY id")).all()
     engine.dispose()
@@ -248,7 +256,7 @@ from core.service import LabelingService
 from core.trainer import ProcessTrainer
 
 workdir, record_id = Path(sys.argv[2]), int(sys.argv[3])
-settings = Settings(_env_file=None, database_url=f"sqlite:///{workdir / 'scale.db'}",
+settings = Settings(_env_file=None, database_url=sys.argv[4], vector_dir=str(workdir / "scale.db.vectors"),
                     embedding_model="synthetic-384")
 service = LabelingService(settings, background=True, trainer=ProcessTrainer(settings))
 worker = EmbeddingWorker(settings).start()
@@ -292,7 +300,7 @@ def process_tree(pid: int) -> list[int]:
 
 def memory_figures(workdir: Path, record_id: int) -> dict[str, Any]:
     child = subprocess.Popen(
-        [sys.executable, "-c", _SERVE_CHILD, str(ROOT), str(workdir), str(record_id)],
+        [sys.executable, "-c", _SERVE_CHILD, str(ROOT), str(workdir), str(record_id), database_url(workdir)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=workdir,
     )
     try:
@@ -344,7 +352,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=None, help="kept, reused (default: a temporary one)")
     parser.add_argument("--skip", default="", help="steps to skip: index,similar,memory")
+    parser.add_argument("--database-url", default="", help="e.g. PostgreSQL (default: SQLite in --workdir)")
     args = parser.parse_args(argv)
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     skip = set(filter(None, args.skip.split(",")))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="labelbot-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -381,13 +392,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         svc.close()
         build_file.write_text(json.dumps({k: v for k, v in figures.items() if k != "reused_build"}))
         print(f"index build {figures['index_build_s']}", flush=True)
-    if not {"similar", "index"} & skip:
+    if "similar" not in skip:  # without an index: the exact search the service does until it is built
         figures.update(similar_figures(workdir, vectors, ids, rows, queries=args.queries,
                                        recall_queries=args.recall_queries))
     del vectors
     if "memory" not in skip:
         figures.update(memory_figures(workdir, probe))
-    figures.update(records=args.records, dim=args.dim, labels=args.labels, python=platform.python_version(),
+    figures.update(database=make_url(database_url(workdir)).get_backend_name(), records=args.records,
+                   dim=args.dim, labels=args.labels, python=platform.python_version(),
                    load_average=load_average())
     print(f"\n{args.records:,} records x {args.dim} dims, {args.labels:,} labels — {figures['load_average']}")
     for key in ("import_s", "embed_rows_per_s", "cold_pool_load_s", "warm_pool_load_s", "index_build_s",
@@ -400,7 +412,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "scale.json"  # one entry per size
     previous = json.loads(out.read_text()) if out.exists() else {}
-    out.write_text(json.dumps({**previous, str(args.records): figures}, indent=2))
+    key = str(args.records) + ("" if figures["database"] == "sqlite" else f"-{figures['database']}")
+    merged = {**previous.get(key, {}), **figures}  # a run skipping steps keeps their figures
+    out.write_text(json.dumps({**previous, key: merged}, indent=2))
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return figures
