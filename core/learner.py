@@ -1,7 +1,11 @@
 """The classifier behind active learning: logistic regression on sentence embeddings.
 
 Plus one cheap cross-validation pass (out-of-fold probabilities) that yields both the
-metrics shown after each retrain and the input a confident-learning check needs.
+metrics shown after each retrain and the input a confident-learning check needs, and the
+blocked pass that scores a whole pool into ``PoolScores``.
+
+Over 400 lines because the pool pass and its summary belong with the classifier whose maths
+they repeat (``predict_proba`` and ``score_pool`` share one block function).
 """
 
 from __future__ import annotations
