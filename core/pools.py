@@ -209,13 +209,17 @@ class PoolCache:
             return None  # trained on another embedding model
         with self._lock:
             cached = self._guesses.get(pid)
+        # One scoring thread: this runs beside request threads (in the bot, behind a click), not in the
+        # niced training worker, whose retrain scores with two.
         if cached is not None and cached[0] == run_id and cached[1] == pool.lineage:
             # Rows only get appended (the embedding job at work): predict just the new ones.
             done = len(cached[2])
-            tail = guess_table(run_id, pool, classifier.score_pool(pool.vectors[done:]), classifier.classes_)
+            scores = classifier.score_pool(pool.vectors[done:], threads=1)
+            tail = guess_table(run_id, pool, scores, classifier.classes_)
             table = (run_id, pool.lineage, np.concatenate([cached[2], tail[2]]), cached[3])
         else:
-            table = guess_table(run_id, pool, classifier.score_pool(pool.vectors), classifier.classes_)
+            scores = classifier.score_pool(pool.vectors, threads=1)
+            table = guess_table(run_id, pool, scores, classifier.classes_)
         self.remember_guesses(pid, table)
         return table
 
