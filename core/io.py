@@ -51,7 +51,7 @@ _MAX_LISTED = 20  # valid labels / columns named in an error message before trun
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImportRow:
     """One row of an import file, validated."""
 
@@ -163,16 +163,6 @@ class _Spec:
         return InputFileError(self.path, problem, line)
 
 
-@dataclass
-class _RawRow:
-    line: int
-    external_id: str
-    text: str
-    label: str | None
-    annotator: str | None
-    metadata: dict[str, Any]
-
-
 def _read_text(path: str | Path) -> str:
     """Whole file as text; errors name the line of the first byte that is not UTF-8."""
     name = str(path)
@@ -218,7 +208,7 @@ def _listing(names: Sequence[str], noun: str) -> str:
     return shown
 
 
-def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[_RawRow]:
+def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[ImportRow]:
     # TSV is read as plain tab-separated values without quoting: in the SMS Spam Collection a
     # text may start with '"' and quoting would merge messages (5,572 rows instead of 5,574).
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -262,7 +252,7 @@ def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[_RawRow]:
     used = {i for i in (text_i, id_i, label_i, annot_i) if i is not None}
     meta_cols = [(i, col) for i, col in enumerate(header) if i not in used]
 
-    rows: list[_RawRow] = []
+    rows: list[ImportRow] = []
     prev_end = header_end
     while True:
         start = prev_end + 1
@@ -278,7 +268,7 @@ def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[_RawRow]:
             raise spec.error(problem, start) from None
         end = reader.line_num
         prev_end = end
-        if not any(f.strip() for f in fields):
+        if not "".join(fields).strip():  # one C call: a generator per row was a fifth of a 1M import
             continue  # blank line, or a spreadsheet's trailing ",,," row
         if len(fields) != len(header):
             problem = f"expected {len(header)} fields like the header, found {len(fields)}"
@@ -286,13 +276,15 @@ def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[_RawRow]:
                 problem += f" (the row spans lines {start}-{end}; is a quote left open?)"
             raise spec.error(problem, start)
         rows.append(
-            _RawRow(
-                line=start,
-                external_id=str(len(rows) + 1) if id_i is None else fields[id_i].strip(),
-                text=fields[text_i],
-                label=fields[label_i].strip() if label_i is not None else None,
-                annotator=fields[annot_i].strip() if annot_i is not None else None,
-                metadata={col: fields[i] for i, col in meta_cols},
+            # Built once, as validated rows are (an empty label or annotator cell means none): a
+            # second object per row was a quarter of the time of reading 1M rows.
+            ImportRow(
+                start,
+                str(len(rows) + 1) if id_i is None else fields[id_i].strip(),
+                fields[text_i],
+                (fields[label_i].strip() or None) if label_i is not None else None,
+                (fields[annot_i].strip() or None) if annot_i is not None else None,
+                {col: fields[i] for i, col in meta_cols},
             )
         )
     return rows
@@ -316,7 +308,7 @@ def _scalar(value: Any, what: str, spec: _Spec, line: int, *, allow_float: bool 
     raise spec.error(f"the {what} is a number with a fraction ({value!r}); expected a string", line)
 
 
-def _jsonl_rows(text: str, spec: _Spec) -> list[_RawRow]:
+def _jsonl_rows(text: str, spec: _Spec) -> list[ImportRow]:
     objects: list[tuple[int, dict[str, Any]]] = []
     # Split on "\n" only: JSON strings may hold a raw U+2028, which splitlines() would cut.
     for number, raw in enumerate(text.split("\n"), start=1):
@@ -355,7 +347,7 @@ def _jsonl_rows(text: str, spec: _Spec) -> list[_RawRow]:
     if use_ids:
         used.add(spec.id_column)
 
-    rows: list[_RawRow] = []
+    rows: list[ImportRow] = []
     for number, obj in objects:
         if spec.text_column not in obj:
             raise spec.error(
@@ -378,19 +370,20 @@ def _jsonl_rows(text: str, spec: _Spec) -> list[_RawRow]:
         if spec.annotator_column is not None:
             annotator = (_scalar(obj.get(spec.annotator_column), "annotator", spec, number) or "").strip()
         rows.append(
-            _RawRow(
+            ImportRow(
                 line=number,
                 external_id=external_id,
                 text=text_value or "",
-                label=label,
-                annotator=annotator,
+                label=label or None,
+                annotator=annotator or None,
                 metadata={k: v for k, v in obj.items() if k not in used},
             )
         )
     return rows
 
 
-def _validate(raw_rows: list[_RawRow], spec: _Spec) -> list[ImportRow]:
+def _validate(raw_rows: list[ImportRow], spec: _Spec) -> list[ImportRow]:
+    """``raw_rows`` themselves, once every one is valid."""
     if not raw_rows:
         raise spec.error("no data rows (only a header)")
     valid = list(spec.labels) if spec.labels is not None else None
@@ -398,14 +391,12 @@ def _validate(raw_rows: list[_RawRow], spec: _Spec) -> list[ImportRow]:
     long_format = spec.annotator_column is not None
     first_line: dict[str, tuple[int, str]] = {}  # id -> (line, text) where it first appeared
     pairs: dict[tuple[str, str | None], int] = {}  # (id, annotator) -> line, long format only
-    out: list[ImportRow] = []
     for row in raw_rows:
         if not row.external_id:
             raise spec.error(f"empty id in column {spec.id_column!r}", row.line)
         if not row.text.strip():
             raise spec.error(f"empty text in column {spec.text_column!r}", row.line)
-        label = row.label or None  # an empty cell means unlabeled
-        annotator = row.annotator or None
+        label, annotator = row.label, row.annotator
         if label is not None and valid_set is not None and label not in valid_set:
             assert valid is not None
             raise spec.error(
@@ -433,8 +424,7 @@ def _validate(raw_rows: list[_RawRow], spec: _Spec) -> list[ImportRow]:
                     row.line,
                 )
             pairs[key] = row.line
-        out.append(ImportRow(row.line, row.external_id, row.text, label, annotator, row.metadata))
-    return out
+    return raw_rows
 
 
 # --------------------------------------------------------------------------------------------
