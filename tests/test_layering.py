@@ -46,6 +46,7 @@ BOT_ALLOWED_CORE: dict[str, str] = {
     "core.io": "pure: reading CSV/JSONL import files into rows for the facade",
     "core.embeddings": "the Embedder protocol and its implementations, passed into the facade",
     "core.trainer": "the training worker process that serve plugs into the facade",
+    "core.embedding_job": "the embedding worker process that serve starts beside the facade",
     "core.leadership": "the type of the lease (the facade makes it) that picks the replica running jobs",
     "core.simulate": "the offline active-learning simulation behind `labelbot simulate`",
 }
