@@ -144,11 +144,15 @@ def throwaway_cluster() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str, name: str) -> Iterator[str]:
+def fresh_database(server_url: str, name: str, *, synchronous_commit: bool = True) -> Iterator[str]:
+    """``synchronous_commit=False``: commits return before their WAL is flushed to disk (to tell the
+    fsync's share of a click's time; a server crash may then lose the last acked answers)."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            if not synchronous_commit:
+                conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
@@ -466,7 +470,7 @@ def _labelers_process(conn: Any, events: Any, args: argparse.Namespace, classes_
 def run_once(server_url: str, args: argparse.Namespace, k: int) -> dict[str, Any]:
     name = f"replicas_k{k}_{secrets.token_hex(4)}"
     with (
-        fresh_database(server_url, name) as url,
+        fresh_database(server_url, name, synchronous_commit=not args.no_synchronous_commit) as url,
         tempfile.TemporaryDirectory(prefix="labelbot-vectors-") as vdir,
     ):
         classes_of, setup = build_project(url, vdir, args, k)
@@ -492,8 +496,12 @@ def run_once(server_url: str, args: argparse.Namespace, k: int) -> dict[str, Any
             if isinstance(started, str):
                 raise RuntimeError(f"the stand-in failed:\n{started}")
             api_url, dms, response_urls = started
-            bot_pipes = [child(_bot_process, url, vdir, api_url, args) for _ in range(args.replicas)]
-            bot_urls = [pipe.recv() for pipe in bot_pipes]
+            # One after the other: two replicas opening a fresh PostgreSQL database at once can both
+            # create apscheduler's job table (bot.scheduler), and one then fails to start.
+            bot_pipes, bot_urls = [], []
+            for _ in range(args.replicas):
+                bot_pipes.append(child(_bot_process, url, vdir, api_url, args))
+                bot_urls.append(bot_pipes[-1].recv())
             for answer in bot_urls:
                 if not answer.startswith("http"):
                     raise RuntimeError(f"a replica failed:\n{answer}")
@@ -695,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--retrain-every", type=int, default=_DEFAULTS.retrain_every)
     parser.add_argument("--retrain-cooldown", type=float, default=_DEFAULTS.retrain_cooldown)
     parser.add_argument("--queue-size", type=int, default=_DEFAULTS.queue_size)
+    parser.add_argument(
+        "--no-synchronous-commit", action="store_true", help="commits do not wait for the WAL flush"
+    )
     parser.add_argument("--validate-slack", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "replicas.json")
