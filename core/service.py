@@ -63,11 +63,13 @@ from core.vectors import VectorFiles, default_vector_dir
 log = logging.getLogger(__name__)
 
 SOURCES = answers.SOURCES
-#: Records written per transaction by an import (about 0.15 s of SQLite's write lock on this machine),
-#: and the pause between two such transactions: the longest a process waiting for the lock sleeps
-#: between tries (SQLite's busy handler: 1, 2, 5 … 100 ms), so it gets in (bench/import_contention.py).
-IMPORT_BATCH = 5_000
-IMPORT_PAUSE = 0.1
+#: Records written per transaction by an import (well under 0.1 s of SQLite's write lock, written
+#: straight to the driver), and the pause between two such transactions, which lets a process waiting
+#: for the lock in SQLite's busy handler in. An answer from another process waited at most 0.23-0.34 s
+#: during a 100k import with 10,000 / 0.05 s as with 5,000 / 0.1 s, and a 1M import pauses 5 s in all
+#: instead of 20 (bench/import_contention.py, docs/benchmarks.md).
+IMPORT_BATCH = 10_000
+IMPORT_PAUSE = 0.05
 EXPORT_COLUMNS = reports.EXPORT_COLUMNS
 
 #: A label by name, or a function choosing it from the project's label set as the answer's own
