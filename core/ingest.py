@@ -1,4 +1,4 @@
-"""Ingest: new records and imported answers, through SQLAlchemy Core bulk inserts.
+"""Ingest: new records and imported answers, in bulk (the driver's executemany, PostgreSQL's COPY).
 
 Vectors come later, from the embedding job (``core.embedding_job``); bad input has been rejected by
 ``core.io`` before anything is written. The facade writes records in batches of bounded transactions,
@@ -7,7 +7,9 @@ so a large import never holds SQLite's write lock for long (a click waits for it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
@@ -15,10 +17,26 @@ from core import answers, io
 from core.models import Record, utcnow
 from core.types import ProjectInfo
 
+
 def known_ids(conn: Connection, project_id: int) -> dict[str, int]:
     return dict(
         conn.execute(select(Record.external_id, Record.id).where(Record.project_id == project_id)).all()
     )
+
+
+def ids_of(conn: Connection, project_id: int, external_ids: Sequence[str]) -> dict[str, int]:
+    """External id -> record id of those ids (the labeled rows of a large import, say)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(external_ids), 5_000):
+        chunk = external_ids[start : start + 5_000]
+        found.update(
+            conn.execute(
+                select(Record.external_id, Record.id).where(
+                    Record.project_id == project_id, Record.external_id.in_(chunk)
+                )
+            ).all()
+        )
+    return found
 
 
 def new_texts(rows: Sequence[io.ImportRow], known: dict[str, int]) -> dict[str, str]:
@@ -46,6 +64,8 @@ def add_records(
     columns = Record.__table__.c
     to_json = columns.meta.type.bind_processor(conn.dialect) or (lambda value: value)
     stamp = (columns.created_at.type.bind_processor(conn.dialect) or (lambda value: value))(now)
+    if isinstance(stamp, datetime):
+        stamp = stamp.isoformat(" ")  # what sqlite3's datetime adapter would store, made once, not per row
     empty = to_json({})
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.executemany(
@@ -71,15 +91,14 @@ def _copy_records(
 
 def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow], source: str) -> int:
     """The rows' labels as answers (once per record and annotator), and the touched records' counts."""
-    if not any(row.label is not None for row in rows):
+    labeled = [row for row in rows if row.label is not None]
+    if not labeled:
         return 0
-    known = known_ids(conn, info.id)
+    known = ids_of(conn, info.id, sorted({row.external_id for row in labeled}))
     answered = answers.answered_pairs(conn, info.id)
     new_answers = []
     now = utcnow()
-    for row in rows:
-        if row.label is None:
-            continue
+    for row in labeled:
         key = (known[row.external_id], row.annotator or "import")
         if key in answered:
             continue

@@ -284,7 +284,7 @@ def _delimited_rows(text: str, spec: _Spec, delimiter: str) -> list[ImportRow]:
                 fields[text_i],
                 (fields[label_i].strip() or None) if label_i is not None else None,
                 (fields[annot_i].strip() or None) if annot_i is not None else None,
-                {col: fields[i] for i, col in meta_cols},
+                {col: fields[i] for i, col in meta_cols} if meta_cols else {},
             )
         )
     return rows
