@@ -15,18 +15,22 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
+from usearch.index import Index, MetricKind
+from usearch.index import search as usearch_search
 
-#: Below this many vectors search is exact: a float32 matmul over 20k × 384 takes ~1 ms, as long as
-#: a usearch query with perfect recall and no index to build or keep (bench/vector_index.py --crossover).
-EXACT_BELOW = 20_000
+#: Below this many vectors search is exact: at 5k × 384 usearch's float16 brute force takes 0.55 ms
+#: CPU against 0.2 ms for its HNSW query, with perfect recall and no index to build or keep; the gap
+#: grows with size (20k: 2.2 against 0.5 ms) (bench/vector_index.py --crossover, docs/benchmarks.md
+#: "Vector index (issue 10)").
+EXACT_BELOW = 5_000
+#: Rows outside the saved index that make an update due: exact search over 50k float16 rows costs
+#: ~5 ms CPU a query, and each update rewrites the whole file (~1 GB at 1M).
+UPDATE_AFTER = 50_000
 #: HNSW links per node and candidate lists while building / searching: recall@10 ≥ 0.99 at 1M
 #: (bench/vector_index.py, docs/benchmarks.md).
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
-#: Rows scored per float32 chunk when the vectors are float16 (a 25 MB temporary at 384 dims).
-CHUNK_ROWS = 16_384
 INDEX_FILE = "vectors.usearch"
 
 
@@ -46,6 +50,7 @@ class VectorIndex:
         *,
         directory: str | os.PathLike[str] | None = None,
         exact_below: int = EXACT_BELOW,
+        update_after: int = UPDATE_AFTER,
     ) -> None:
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
@@ -53,7 +58,7 @@ class VectorIndex:
         vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, dtype=np.float32)
         self.vectors = vectors if vectors.dtype in (np.float32, np.float16) else vectors.astype(np.float32)
         self.directory = None if directory is None else Path(directory)
-        self.exact_below = exact_below
+        self.exact_below, self.update_after = exact_below, update_after
         # Row lookup by binary search over sorted ids (a dict of every id would cost ~100 bytes a
         # record and be walked by each full garbage collection); other orders get the sort they need.
         ascending = bool(np.all(self.ids[1:] > self.ids[:-1]))
@@ -83,13 +88,13 @@ class VectorIndex:
     def needs_update(self) -> bool:
         """True when :meth:`update` is due: a large pool without an index, or too many rows outside it.
 
-        Rows outside are scored exactly on every search; up to ``exact_below`` of them cost no more
-        than an exact search at that size.
+        Rows outside are searched exactly on every query: up to ``update_after`` of them (or half the
+        pool, when the rest is cheaper searched exactly too) before an update is due.
         """
         if self.directory is None or len(self.ids) < self.exact_below:
             return False
         ann, pending, stale = self._state
-        return ann is None or len(pending) >= self.exact_below or stale > 0
+        return ann is None or len(pending) >= min(self.update_after, len(self.ids) // 2) or stale > 0
 
     def row_of(self, record_id: int) -> int | None:
         i = int(np.searchsorted(self._keys, int(record_id)))
@@ -111,21 +116,18 @@ class VectorIndex:
         if len(self.ids) == 0 or k <= 0:
             return []
         query = np.asarray(query, dtype=np.float32).reshape(-1)
+        want = k + (exclude is not None)
         ann, pending, stale = self._state
-        if ann is None or 2 * len(pending) > len(self.ids):  # scoring every row beats gathering most
-            rows = np.arange(len(self.ids))
-            scores = self._scores(query)
+        if ann is None or 2 * len(pending) > len(self.ids):  # searching every row beats gathering most
+            rows = self._exact(query, want, np.arange(len(self.ids)))
         else:
-            # Over-fetch for the excluded record and for keys no longer here; scores are recomputed
-            # from the pool's own vectors, so they are exact and comparable with the pending rows'.
-            found = ann.search(query, k + 1 + min(stale, k), threads=1).keys.astype(np.int64)
-            found_rows = self.rows_of(found)
-            found_rows = found_rows[found_rows >= 0]
-            rows = np.concatenate([found_rows, pending])
-            scores = self._scores(query, rows)
+            # Over-fetch for keys no longer here; candidates are rescored from the pool's own vectors,
+            # so scores are exact and comparable with the pending rows'.
+            found = self.rows_of(ann.search(query, want + min(stale, k), threads=1).keys.astype(np.int64))
+            rows = np.concatenate([found[found >= 0], self._exact(query, want, pending)])
         if exclude is not None and (row := self.row_of(exclude)) is not None:
-            keep = rows != row
-            rows, scores = rows[keep], scores[keep]
+            rows = rows[rows != row]
+        scores = self._scores(query, rows)
         k = min(k, len(rows))
         if k <= 0:
             return []
@@ -135,17 +137,30 @@ class VectorIndex:
         top = top[np.lexsort((self.ids[rows[top]], -scores[top]))[:k]]
         return [(int(self.ids[rows[i]]), float(scores[i])) for i in top]
 
-    def _scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Cosines of ``rows`` (all rows when None) with ``query``, float16 vectors scored in chunks."""
-        if rows is not None:
-            return np.asarray(self.vectors[rows], dtype=np.float32) @ query
+    def _exact(self, query: np.ndarray, want: int, rows: np.ndarray) -> np.ndarray:
+        """Candidate rows among ``rows`` holding the exact top ``want`` (ties at the edge included).
+
+        float32: a matrix product over the rows. float16: usearch's brute-force kernel on the float16
+        rows as they are (numpy converting them to float32 first is ~15× slower: 170 against 11 ms at
+        100k), asked for extra candidates so the float32 rescoring in :meth:`search` decides ties.
+        """
+        if len(rows) == 0:
+            return rows
+        contiguous = rows[-1] - rows[0] + 1 == len(rows)
+        block = self.vectors[rows[0] : rows[-1] + 1] if contiguous else self.vectors[rows]
         if self.vectors.dtype == np.float32:
-            return np.asarray(self.vectors) @ query
-        out = np.empty(len(self.vectors), dtype=np.float32)
-        for start in range(0, len(self.vectors), CHUNK_ROWS):
-            chunk = np.asarray(self.vectors[start : start + CHUNK_ROWS], dtype=np.float32)
-            out[start : start + CHUNK_ROWS] = chunk @ query
-        return out
+            scores = np.asarray(block) @ query
+            if len(rows) <= want:
+                return rows
+            kth = scores[np.argpartition(-scores, want - 1)[want - 1]]
+            return rows[scores >= kth]
+        found = usearch_search(np.asarray(block), query.astype(np.float16), min(len(rows), 2 * want + 8),
+                               MetricKind.IP, exact=True, threads=1)
+        return rows[np.asarray(found.keys, dtype=np.int64)]
+
+    def _scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """float32 cosines of a few ``rows`` with ``query``."""
+        return np.asarray(self.vectors[rows], dtype=np.float32) @ query
 
     # -------------------------------------------------------------------------- the saved index
 

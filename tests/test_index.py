@@ -57,8 +57,7 @@ def test_ties_are_ordered_by_id():
     assert [rid for rid, _ in index.search(vectors[0], 3)] == [1, 3, 5]
 
 
-def test_float16_memmap_is_searched_in_chunks_without_a_float32_copy(tmp_path, monkeypatch):
-    monkeypatch.setattr("core.index.CHUNK_ROWS", 64)  # several chunks and a ragged last one
+def test_float16_memmap_is_searched_exactly_without_a_float32_copy(tmp_path):
     vectors = clustered(1000).astype(np.float16)
     np.save(tmp_path / "v.npy", vectors)
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
@@ -109,11 +108,13 @@ def test_ann_path_recall_against_exact_and_persistence(tmp_path):
 
 
 def test_import_adds_to_the_saved_index_without_rebuilding(tmp_path, monkeypatch):
-    vectors = clustered(3000, seed=1)
+    np.save(tmp_path / "v.npy", clustered(3000, seed=1).astype(np.float16))
+    vectors = np.load(tmp_path / "v.npy", mmap_mode="r")  # as the pool hands them over
     ids = np.arange(3000)
     VectorIndex(ids[:2500], vectors[:2500], directory=tmp_path, exact_below=100).update(threads=1)
 
-    index = VectorIndex(ids, vectors, directory=tmp_path, exact_below=100)
+    assert not VectorIndex(ids, vectors, directory=tmp_path, exact_below=100, update_after=501).needs_update
+    index = VectorIndex(ids, vectors, directory=tmp_path, exact_below=100, update_after=500)
     assert index.pending == 500 and index.needs_update
     # Rows the saved index lacks are found (exactly) before the update.
     assert index.search(vectors[2700], 1)[0][0] == 2700
@@ -162,3 +163,15 @@ def test_an_index_of_other_vectors_is_replaced(tmp_path):
     assert [rid for rid, _ in index.search(vectors[3], 3)] == want
     index.update(threads=1)
     assert index.pending == 0 and len(Index.restore(str(tmp_path / INDEX_FILE), view=True)) == 500
+
+
+def test_rows_outside_the_index_scattered_among_its_rows_are_searched_exactly(tmp_path):
+    np.save(tmp_path / "v.npy", clustered(2000, seed=3).astype(np.float16))
+    vectors = np.load(tmp_path / "v.npy", mmap_mode="r")
+    ids = np.arange(2000)
+    VectorIndex(ids[::2], vectors[::2], directory=tmp_path, exact_below=100).update(threads=1)
+    index = VectorIndex(ids, vectors, directory=tmp_path, exact_below=100)
+    assert index.pending == 1000
+    for q in range(1, 2000, 100):  # rows the index lacks: found by the exact part
+        assert index.search(vectors[q], 1)[0][0] == q
+    assert recall_at_10(index, ids, vectors, range(0, 2000, 40)) >= 0.95
