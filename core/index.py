@@ -4,8 +4,9 @@ The approximate index is a file in a directory the caller chooses, memory-mapped
 pages are shared by every process that opens it and it stays off the heap. Rows imported since it
 was last written are searched exactly beside it until :meth:`VectorIndex.update` adds them; the
 update adds to the saved graph (no rebuild) and replaces the file atomically. usearch won on
-memory (float16 vectors, memory-mapped) at equal latency and recall: bench/vector_index.py,
-docs/benchmarks.md "Vector index (issue 10)".
+memory: at 1M its float16 file is mapped, not loaded (54 MB of heap beside 874 MB of shared page
+cache), at recall@10 0.996 and ~1 ms CPU a query (faiss HNSW-SQfp16 was faster but loads onto the
+heap): bench/vector_index.py, docs/benchmarks.md "Vector index (issue 10)".
 """
 
 from __future__ import annotations
