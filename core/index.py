@@ -5,7 +5,7 @@ pages are shared by every process that opens it and it stays off the heap. Rows 
 was last written are searched exactly beside it until :meth:`VectorIndex.update` adds them; the
 update adds to the saved graph (no rebuild) and replaces the file atomically. usearch won on
 memory: at 1M its float16 file is mapped, not loaded (54 MB of heap beside 874 MB of shared page
-cache), at recall@10 0.996 and ~1 ms CPU a query (faiss HNSW-SQfp16 was faster but loads onto the
+cache), at recall@10 0.998 and ~1 ms a query (faiss HNSW-SQfp16 was faster but loads onto the
 heap): bench/vector_index.py, docs/benchmarks.md "Vector index (issue 10)".
 """
 
@@ -28,7 +28,7 @@ EXACT_BELOW = 5_000
 #: ~5 ms CPU a query, and each update rewrites the whole file (~1 GB at 1M).
 UPDATE_AFTER = 50_000
 #: HNSW links per node and candidate lists while building / searching. At 1M synthetic vectors shaped
-#: like MiniLM's, search expansion 128 gave recall@10 0.990 and 256 gave 0.996 at 1.2 ms CPU (p50) a
+#: like MiniLM's, search expansion 128 gave recall@10 0.988-0.990 and 256 gave 0.996-0.998 at ~1 ms a
 #: query (bench/vector_index.py, docs/benchmarks.md); M 32 recalled little more and built slower.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
