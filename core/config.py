@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     # Where this machine keeps the float16 copies of projects' vectors that its processes share
     # (a cache of the database; empty: beside a SQLite file, else ~/.cache/labelbot/vectors).
     vector_dir: str = ""
-    embedding_batch_size: int = 64
+    # Texts per forward pass; unset: 16 on the CPU's ONNX route, 64 with torch (core.embeddings).
+    embedding_batch_size: int | None = None
     # "auto": the GPU when torch sees one (torch.cuda.is_available()), else the CPU; "cpu" or "cuda" pin it.
     embedding_device: str = "auto"
     # Default query strategy for new projects (see core.strategies.STRATEGIES).

@@ -78,6 +78,14 @@ def test_real_model_neighbours_are_paraphrases(minilm: SentenceTransformerEmbedd
         assert nearest == i + 1
 
 
+def test_each_route_has_its_own_batch_size_unless_one_is_set(
+    minilm: SentenceTransformerEmbedder, minilm_torch: SentenceTransformerEmbedder
+) -> None:
+    assert (minilm.active_backend, minilm.batch_size) == ("onnx", core.embeddings.ONNX_BATCH)
+    assert (minilm_torch.active_backend, minilm_torch.batch_size) == ("torch", core.embeddings.TORCH_BATCH)
+    assert SentenceTransformerEmbedder(batch_size=5).batch_size == 5  # before and after loading
+
+
 def test_length_order_is_longest_first_and_stable() -> None:
     assert length_order(["bb", "a", "cccc", "dd", ""]).tolist() == [2, 0, 3, 1, 4]
 
@@ -94,7 +102,7 @@ def test_length_sorted_encode_returns_rows_in_input_order(
         together = embedder.encode(MIXED_LENGTHS, progress=lambda d, t: done.append((d, t)))
         one_by_one = np.concatenate([embedder.encode([text]) for text in MIXED_LENGTHS])
     finally:
-        embedder.batch_size = 64
+        embedder.batch_size = None  # back to the route's own
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
     assert done == [(6, 6)]  # one chunk of batch_size * 8 texts
     assert embedder.encode([]).shape == (0, 384)
