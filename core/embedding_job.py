@@ -184,10 +184,6 @@ class EmbeddingWorker:
         self._process.start()
         return self
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._process.join(timeout)

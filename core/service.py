@@ -6,9 +6,10 @@ training, pools, reports) own the SQL and the computing.
 A read never writes. The one write a hand-out makes is its leases. Who refills an emptied queue is
 decided after the hand-out's transaction, and done on the training worker.
 
-Over 400 lines because it is the one list of use cases the clients call (about 35 public methods,
-each opening its transaction and calling the job modules, 10–30 lines apiece): splitting it would
-give the bot and the CLI several facades to learn instead of one.
+Over 400 lines because it is the one list of use cases the clients call (about 45 public methods,
+each opening its transaction and calling the job modules, 10–30 lines apiece, the SQL and the work
+in the job modules): splitting it would give the bot and the CLI several facades to learn instead
+of one.
 """
 
 from __future__ import annotations
@@ -364,7 +365,8 @@ class LabelingService:
     ) -> int:
         """Run the embedding job over every project that needs it; the number of vectors written."""
         written = 0
-        for status in self.embedding_status_all():
+        for info in self.list_projects():
+            status = self.embedding_status(info.id)
             if status.missing == 0 or (should_stop is not None and should_stop()):
                 continue
             model = status.target or status.model
@@ -400,9 +402,6 @@ class LabelingService:
                 with_vectors=vectors.count(conn, state.info.id, model),
                 missing=vectors.count_missing(conn, state.info.id, model),
             )
-
-    def embedding_status_all(self) -> list[EmbeddingStatus]:
-        return [self.embedding_status(info.id) for info in self.list_projects()]
 
     def export(self, project: ProjectKey, path: str | Path, *, fmt: str | None = None) -> ExportResult:
         """One row per record: id, text, final label, answers, agreement, model guess and probability."""

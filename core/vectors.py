@@ -123,12 +123,6 @@ def models_of(conn: Connection, project_id: int) -> tuple[str | None, str | None
     return row[0], row[1]
 
 
-def drop_model(conn: Connection, project_id: int, model: str) -> None:
-    conn.execute(
-        Embedding.__table__.delete().where(Embedding.project_id == project_id, Embedding.model == model)
-    )
-
-
 _SINCE = (
     select(Embedding.record_id, Embedding.vector, Embedding.batch)
     .where(
