@@ -106,7 +106,9 @@ class ModelRun(SQLModel, table=True):
 
 
 class QueueItem(SQLModel, table=True):
-    """The ranked queue of a project: replaced as a whole, in one transaction, after each retrain."""
+    """The ranked queue of a project: replaced as a whole, in one transaction, after each retrain.
+
+    It also holds the project's gold records (``gold``) with the guesses their cards show."""
 
     __table_args__ = (Index("ix_queueitem_project_position", "project_id", "position"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -116,6 +118,8 @@ class QueueItem(SQLModel, table=True):
     predicted_label: str | None = None
     confidence: float | None = None
     reason: str = ""
+    # A gold record (core.gold): never ranked; its guess is from a model fit without the gold labels.
+    gold: bool = False
 
 
 class Embedding(SQLModel, table=True):
