@@ -650,9 +650,11 @@ def _ranked(annotators: Sequence[AnnotatorStats]) -> list[tuple[int, AnnotatorSt
 
 def _progress_text(status: ProjectStatus) -> str:
     pct = _pct(status.progress, 1) or "0.0%"
+    # A tie is labeled (annotator quality chose) and counted above; it waits in the admins' review queue.
+    ties = f" · {_plural(status.ties, 'tie')} decided by annotator quality (in review)" if status.ties else ""
     return (f"*Progress:* {status.labeled:,} of {_plural(status.total, 'record')} labeled ({pct}) · "
-            f"{status.remaining:,} still need answers · {_plural(status.annotations, 'answer')} in all\n"
-            f"{_bar(status.progress)}")
+            f"{status.remaining:,} still need answers · {_plural(status.annotations, 'answer')} in all"
+            f"{ties}\n{_bar(status.progress)}")
 
 
 def _model_text(run: ModelRunInfo | None) -> str:

@@ -224,7 +224,7 @@ def export(
         str | None, typer.Option("--format", help="csv or jsonl (default: from the extension).")
     ] = None,
 ) -> None:
-    """Export one row per record: id, text, final label, answers, the model's guess and probability."""
+    """Export one row per record: id, text, final label, answers, agreement, tie, the model's guess."""
     result = _service().export(project, output, fmt=format)
     console.print(
         f"Wrote {result.rows} records to {result.path} ({result.format}).", highlight=False, markup=False
@@ -437,6 +437,7 @@ def _status_dict(status: ProjectStatus) -> dict[str, Any]:
         "labeled": status.labeled,
         "annotations": status.annotations,
         "remaining": status.remaining,
+        "ties": status.ties,
         "label_counts": status.label_counts,
         "agreement": status.agreement,
         "pairs": [p.__dict__ for p in status.pairs],
@@ -462,6 +463,13 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
     for label, count in sorted(status.label_counts.items(), key=lambda kv: (-kv[1], kv[0])):
         counts.add_row(label, str(count))
     console.print(counts)
+    if status.ties:
+        console.print(
+            f"{status.ties} {'tie' if status.ties == 1 else 'ties'} decided by annotator quality "
+            "(in review: `labelbot review`, decide with `labelbot gold`).",
+            highlight=False,
+            markup=False,
+        )
     run = status.latest_run
     if run is not None:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in run.metrics.items()) or "no cross-validation yet"

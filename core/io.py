@@ -547,6 +547,8 @@ def _csv_cell(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as JSON writes them (str() would give True/False)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (dict, list)):
@@ -560,8 +562,8 @@ def write_records(
     """Write ``rows`` as CSV (header from ``columns``) or JSON Lines; return the number of rows.
 
     Only ``columns`` are written, in that order; a missing key or None is an empty CSV cell or
-    JSON null. The file is written next to its destination and moved into place at the end, so
-    a failure never leaves half a file.
+    JSON null; booleans are ``true``/``false`` in both. The file is written next to its destination
+    and moved into place at the end, so a failure never leaves half a file.
     """
     kind = _FORMAT_ALIASES.get(fmt.lower())
     if kind not in ("csv", "jsonl"):

@@ -7,6 +7,7 @@ others' answers to someone still due to answer the record.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -20,7 +21,9 @@ from core.learner import EmbeddingClassifier, out_of_fold_proba, singleton_rows
 from core.training import aggregate_answers
 from core.types import AnnotatorStats, ModelRunInfo, PairAgreement, ProjectInfo, ProjectStatus, ReviewItem
 
-EXPORT_COLUMNS = ("id", "text", "label", "n_annotations", "agreement", "predicted_label", "probability")
+EXPORT_COLUMNS = (
+    "id", "text", "label", "n_annotations", "agreement", "tie", "predicted_label", "probability",
+)  # fmt: skip
 
 Guess = Callable[[int], "tuple[str, float] | None"]
 
@@ -51,11 +54,12 @@ def status(
     annotators = []
     for who, items in per_user.items():
         seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
-        # A gold decision agrees with the aggregate by definition: leave it out of agreement.
+        # A gold decision agrees with the aggregate by definition, and a tie's label sides with half
+        # the crowd until an admin decides: leave both out of agreement.
         scored = [
             (rid, label)
             for rid, label, _, _, source in items
-            if source != "review" and finals.get(rid) and finals[rid].label
+            if source != "review" and finals.get(rid) and finals[rid].label and not finals[rid].tie
         ]
         agreement = sum(label == finals[rid].label for rid, label in scored) / len(scored) if scored else None
         annotators.append(
@@ -73,6 +77,8 @@ def status(
     alpha = agg.krippendorff_alpha_nominal(finished) if finished else None
     if alpha is not None:
         overall["krippendorff_alpha"] = float(alpha)
+    # Gold records are never ties: these are the ones still waiting in the review queue.
+    ties = sum(1 for f in finals.values() if f.tie)
     return ProjectStatus(
         project=info.name,
         total=total,
@@ -84,6 +90,7 @@ def status(
         remaining=remaining,
         agreement=overall,
         pairs=pair_agreement(finished, min_kappa_overlap),
+        ties=ties,
     )
 
 
@@ -102,7 +109,9 @@ def export_rows(
     """One row per record; ``records``: (id, external id, text, n answers, complete).
 
     Only complete records carry a label: the export is uploaded to a channel, where a partial
-    aggregate would show labelers the answers of others they have yet to match.
+    aggregate would show labelers the answers of others they have yet to match. A tie carries the
+    aggregate's label with ``tie`` true (until an admin's gold label); ``agreement`` is the share of
+    answers equal to the label (empty for a gold label without answers).
     """
     finals = aggregate_answers(info, answers)
     rows = []
@@ -115,7 +124,8 @@ def export_rows(
                 "text": text,
                 "label": final.label if final else None,
                 "n_annotations": n_answers,
-                "agreement": round(final.agreement, 4) if final else None,
+                "agreement": round(final.agreement, 4) if final and not math.isnan(final.agreement) else None,
+                "tie": final.tie if final else None,
                 "predicted_label": g[0] if g else None,
                 "probability": round(g[1], 4) if g else None,
             }
@@ -134,7 +144,8 @@ def review_candidates(
 ) -> list[tuple[int, str, str, str | None, tuple[tuple[str, str], ...], str | None, float | None]]:
     """Complete records an admin should decide, most urgent first; never one with a gold label.
 
-    In this order: ties (the classifier cannot train on them), records whose chosen label has no
+    In this order: ties (the crowd split evenly; the aggregate's label, chosen by annotator quality,
+    stands and is trained on until an admin decides), records whose chosen label has no
     majority of the answers (``core.review.LOW_AGREEMENT``), likely mislabels found by confident
     learning on out-of-fold probabilities (``core.review.find_label_issues``), and records whose
     aggregate the latest model contradicts with probability >= ``core.review.MODEL_CONFIDENCE``.
@@ -153,8 +164,11 @@ def review_candidates(
         if final is None or len(votes) < 2:
             continue
         split = ", ".join(f"{label} {n}" for label, n in Counter(votes).most_common())
-        if final.label is None:
-            found[rid] = ((0, rid), "tie", f"The answers are split ({split}).", *(guess(rid) or (None, None)))
+        if final.tie:
+            reason = f"The answers are split ({split})."
+            if final.label is not None:
+                reason += f" Annotator quality chose {final.label} until you decide."
+            found[rid] = ((0, rid), "tie", reason, *(guess(rid) or (None, None)))
         elif final.agreement <= rv.LOW_AGREEMENT:
             reason = (
                 f"No majority: {final.label} got {final.agreement:.0%} of {len(votes)} answers ({split})."

@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.AggregateLabel]:
-    """The final label per record from (record, annotator, label, source, ...) rows; gold wins."""
+    """The final label per record from (record, annotator, label, source, ...) rows; gold wins.
+
+    Every answer counts, however many a record has beside the project's k. A tie carries the
+    aggregate's best label (and ``tie``), so it trains like any complete record until an admin decides.
+    """
     gold = {row[0]: row[2] for row in answers if row[3] == "review"}
     triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
     return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)

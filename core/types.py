@@ -140,6 +140,8 @@ class ProjectStatus:
     remaining: int  # records that still need an answer
     agreement: dict[str, float] = field(default_factory=dict)  # e.g. krippendorff_alpha
     pairs: tuple[PairAgreement, ...] = ()  # Cohen's kappa per annotator pair with enough overlap
+    # Complete records whose answers are split evenly: labeled by the aggregate, in review until gold.
+    ties: int = 0
 
     @property
     def progress(self) -> float:
@@ -174,7 +176,7 @@ class ReviewItem:
     text: str
     kind: str  # "tie", "low_agreement", "label_issue" or "model_disagrees"
     reason: str  # one sentence for the admin
-    label: str | None  # the current aggregate label (None for a tie)
+    label: str | None  # the current aggregate label (for a tie, the one annotator quality chose)
     answers: tuple[tuple[str, str], ...]  # (annotator, label), oldest first
     suggested_label: str | None = None  # what the model thinks
     confidence: float | None = None  # the model's probability of suggested_label

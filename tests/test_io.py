@@ -438,6 +438,16 @@ def test_write_csv_header_and_empty_cells(tmp_path):
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
 
 
+def test_write_booleans_as_json_writes_them(tmp_path):
+    rows = [{"tie": True, "n": 1}, {"tie": False, "n": 0}, {"tie": None, "n": 2}]
+    write_records(tmp_path / "o.csv", rows, fmt="csv", columns=["tie", "n"])
+    assert (tmp_path / "o.csv").read_text(encoding="utf-8") == "tie,n\ntrue,1\nfalse,0\n,2\n"
+    write_records(tmp_path / "o.jsonl", rows, fmt="jsonl", columns=["tie"])
+    assert (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines() == [
+        '{"tie": true}', '{"tie": false}', '{"tie": null}'
+    ]
+
+
 def test_failed_write_leaves_previous_file_and_no_temp(tmp_path):
     path = tmp_path / "keep.csv"
     path.write_text("old content\n", encoding="utf-8")

@@ -261,11 +261,13 @@ def test_export_has_one_row_per_record(service: LabelingService, tmp_path: Path)
         "label",
         "n_annotations",
         "agreement",
+        "tie",
         "predicted_label",
         "probability",
     }
     labeled = [r for r in rows if r["label"]]
     assert len(labeled) == 6 and all(r["n_annotations"] == "1" for r in labeled)
+    assert all(r["tie"] == "false" for r in labeled) and all(r["tie"] == "" for r in rows if not r["label"])
     assert all(r["predicted_label"] in LABELS and 0 < float(r["probability"]) <= 1 for r in rows)
     jsonl = service.export("p", tmp_path / "out.jsonl")
     lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
