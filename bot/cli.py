@@ -161,6 +161,8 @@ def import_(
         highlight=False,
         markup=False,
     )
+    for note in result.notes():
+        console.print(note, highlight=False, markup=False)
     if embed is None:
         embed = service.embedding_status(project).missing <= EMBED_NOW_UP_TO
     if embed:

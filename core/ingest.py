@@ -8,13 +8,14 @@ so a large import never holds SQLite's write lock for long (a click waits for it
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
 from core import answers, io
-from core.models import Record, utcnow
+from core.models import Annotation, Record, utcnow
 from core.types import ProjectInfo
 
 
@@ -117,6 +118,41 @@ def add_answers(conn: Connection, info: ProjectInfo, rows: Sequence[io.ImportRow
     if new_answers:
         answers.recompute_completeness(conn, info, record_ids=sorted({a["record_id"] for a in new_answers}))
     return len(new_answers)
+
+
+def answers_per_record_of(rows: Sequence[io.ImportRow]) -> Counter[int]:
+    """How many records of the import carry how many answers (distinct annotators per labeled record)."""
+    annotators: dict[str, set[str]] = {}
+    for row in rows:
+        if row.label is not None:
+            annotators.setdefault(row.external_id, set()).add(row.annotator or "import")
+    return Counter(len(who) for who in annotators.values())
+
+
+def k_from_data(per_record: Counter[int]) -> int | None:
+    """The most common number of answers per record of a multi-answer import (the smaller one of equally
+    common numbers: fewer records then wait for more answers); None when no record has several."""
+    if not per_record or max(per_record) < 2:
+        return None
+    return min(per_record, key=lambda n: (-per_record[n], n))
+
+
+def has_answers(conn: Connection, project_id: int) -> bool:
+    found = conn.execute(select(Annotation.id).where(Annotation.project_id == project_id).limit(1)).first()
+    return found is not None
+
+
+def answer_counts(conn: Connection, project_id: int, rows: Sequence[io.ImportRow]) -> list[int]:
+    """Answers each labeled record of the import has now (its earlier answers included)."""
+    labeled = sorted({row.external_id for row in rows if row.label is not None})
+    counts: list[int] = []
+    for start in range(0, len(labeled), 5_000):
+        counts += conn.execute(
+            select(Record.n_answers).where(
+                Record.project_id == project_id, Record.external_id.in_(labeled[start : start + 5_000])
+            )
+        ).scalars()
+    return counts
 
 
 def records_for_export(conn: Connection, project_id: int) -> list[tuple]:

@@ -293,7 +293,10 @@ class LabelingService:
         meanwhile wait for the write lock briefly), the answers and the new data version in a last
         one; then, with ``embed``, their vectors (:meth:`embed`). ``embed=False`` leaves the vectors
         to the embedding job (``labelbot serve``, ``labelbot embed``): records without one are not
-        handed out until they have it. Interrupted, it is simply run again: known ids are skipped."""
+        handed out until they have it. Interrupted, it is simply run again: known ids are skipped.
+
+        Every imported answer counts, whatever the project's answers per record (k); a project still at
+        the default k with no answers takes k from multi-answer rows (see :class:`ImportResult`)."""
         info = self.get_project(project)
         labels = set(info.label_names)
         for row in rows:
@@ -310,13 +313,28 @@ class LabelingService:
                 time.sleep(IMPORT_PAUSE if self.engine.dialect.name == "sqlite" else 0)
             with writing(self.engine) as conn:
                 ingest.add_records(conn, info.id, new[start : start + IMPORT_BATCH], metas)
+        per_record = ingest.answers_per_record_of(rows)
         with writing(self.engine) as conn:
             info = self.projects.info(conn, info.id)
+            # A project never configured (the default k, no answers yet) takes k from multi-answer data,
+            # so imported crowd records are complete, labeled and trained on as they come.
+            k = ingest.k_from_data(per_record)
+            k_set = (
+                k is not None
+                and k != info.answers_per_record
+                and info.answers_per_record == self.settings.answers_per_record
+                and not ingest.has_answers(conn, info.id)
+            )
+            if k_set:
+                self.projects.update_settings(conn, info, {"answers_per_record": k})
+                info = self.projects.info(conn, info.id)
             new_answers = ingest.add_answers(conn, info, rows, source)
             if new or new_answers:
                 self.projects.bump_data_version(conn, info.id)
+            counts = ingest.answer_counts(conn, info.id, rows) if per_record else []
         embedded = self.embed(info.id, progress=progress).embedded if embed and new else 0
         self.retraining.imported(info, len(new), new_answers)
+        k = info.answers_per_record
         return ImportResult(
             project=info.name,
             path=path,
@@ -325,6 +343,11 @@ class LabelingService:
             existing_records=len({r.external_id for r in rows}) - len(new),
             annotations=new_answers,
             embedded=embedded,
+            answers_per_record=k,
+            k_from_data=k_set,
+            records_at_k=sum(n == k for n in counts),
+            records_over_k=sum(n > k for n in counts),
+            records_under_k=sum(n < k for n in counts),
         )
 
     def embed(

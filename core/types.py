@@ -75,6 +75,14 @@ class SimilarRecord:
 
 @dataclass(frozen=True)
 class ImportResult:
+    """What an import wrote, and what its crowd answers did to the project's answers per record (k).
+
+    A project still at the default k with no answers yet takes k from a multi-answer import: the most
+    common number of answers per record (``k_from_data``). Every answer counts in the aggregate either
+    way; ``records_over_k`` and ``records_under_k`` count the imported records with more answers than k
+    and with fewer (those wait for labelers before they are complete).
+    """
+
     project: str
     path: str
     rows: int
@@ -82,6 +90,33 @@ class ImportResult:
     existing_records: int
     annotations: int
     embedded: int
+    answers_per_record: int = 1  # the project's k after the import
+    k_from_data: bool = False  # the import set k
+    records_at_k: int = 0  # imported records with exactly k answers (what made k, when set from the data)
+    records_over_k: int = 0
+    records_under_k: int = 0
+
+    def notes(self) -> list[str]:
+        """The sentences an import summary adds about answers per record (none for a plain import)."""
+        k = self.answers_per_record
+        answered = self.records_at_k + self.records_over_k + self.records_under_k
+        notes = []
+        if self.k_from_data:
+            notes.append(
+                f"Answers per record set to {k} from the data (most records have {k} answers: "
+                f"{self.records_at_k:,} of {answered:,})."
+            )
+        if self.records_over_k:
+            notes.append(
+                f"{self.records_over_k:,} records have more than {k} "
+                f"{'answer' if k == 1 else 'answers'}: all of them count in the aggregate."
+            )
+        if self.records_under_k:
+            notes.append(
+                f"{self.records_under_k:,} records have fewer than {k} answers: "
+                "they get a label once labelers add the rest."
+            )
+        return notes
 
 
 @dataclass(frozen=True)
