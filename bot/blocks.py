@@ -688,7 +688,10 @@ def _annotator_line(rank: int, stats: AnnotatorStats, *, detail: bool) -> str:
     if detail:
         if (median := _duration(stats.median_seconds)) is not None:
             line += f" · median {median} per answer"
-        if (agree := _pct(stats.agreement)) is not None:
+        # Right answers on gold records where the labeler has any: a known answer beats the crowd's.
+        if stats.gold_answers:
+            line += f" · gold {stats.gold_correct:,}/{stats.gold_answers:,}"
+        elif (agree := _pct(stats.agreement)) is not None:
             line += f" · agreement {agree}"
         if (accuracy := _pct(stats.estimated_accuracy)) is not None:
             line += f" · est. accuracy {accuracy}"
@@ -734,7 +737,8 @@ def status_message(
 
 
 def leaderboard_message(status: ProjectStatus, *, limit: int = 10) -> Message:
-    """``/label leaderboard``: annotators ranked by answers, with speed and agreement."""
+    """``/label leaderboard``: annotators ranked by answers, with speed and agreement (right answers on
+    gold records, "gold 9/10", for those who answered any; else agreement with the final labels)."""
     blocks: list[Block] = [_header(f"Leaderboard: {status.project}", "board.hdr")]
     ranked = _ranked(status.annotators)
     lines = [_annotator_line(rank, stats, detail=True) for rank, stats in ranked[:max(limit, 0)]]
@@ -939,6 +943,9 @@ def me_message(status: ProjectStatus, user_id: str) -> Message:
         lines.append(f"Median time per answer (card delivered → answer): {median}")
     if (agree := _pct(stats.agreement)) is not None:
         lines.append(f"Agreement with the final labels of complete records: {agree}")
+    if stats.gold_answers:
+        lines.append(f"Gold questions (records with an admin's label): {stats.gold_correct:,} of "
+                     f"{stats.gold_answers:,} right")
     if (accuracy := _pct(stats.estimated_accuracy)) is not None:
         lines.append(f"Estimated accuracy (Dawid-Skene): {accuracy}")
     blocks.append(_section("\n".join(lines), "me.figures"))

@@ -101,7 +101,8 @@ def list_projects() -> None:
         console.print("No projects yet. Create one with `labelbot init NAME --labels a,b`.")
     for info in infos:
         console.print(
-            f"{info.name}\t{len(info.labels)} labels\tk={info.answers_per_record}\t{info.strategy}",
+            f"{info.name}\t{len(info.labels)} labels\tk={info.answers_per_record}\t{info.strategy}"
+            f"\tgold_rate={info.gold_rate:g}",
             highlight=False,
             markup=False,
         )
@@ -380,6 +381,13 @@ def configure(
             help="Send a tie to one more labeler before it goes to review.",
         ),
     ] = None,
+    gold_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of each labeler's cards that are gold questions (records with a gold label), "
+            "0 to 0.5; 0 turns them off.",
+        ),
+    ] = None,
 ) -> None:
     """Change a project's settings."""
     info = _service().configure_project(
@@ -387,10 +395,11 @@ def configure(
         answers_per_record=answers_per_record,
         strategy=strategy,
         extra_answer_on_disagreement=extra_answer_on_disagreement,
+        gold_rate=gold_rate,
     )
     console.print(
         f"{info.name}: answers_per_record={info.answers_per_record}, strategy={info.strategy}, "
-        f"extra_answer_on_disagreement={info.extra_answer_on_disagreement}",
+        f"extra_answer_on_disagreement={info.extra_answer_on_disagreement}, gold_rate={info.gold_rate:g}",
         highlight=False,
         markup=False,
     )
@@ -487,7 +496,7 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
         for pair in status.pairs if all_annotators else status.pairs[:10]:
             kappas.add_row(pair.first, pair.second, f"{pair.kappa:.3f}", str(pair.overlap))
         console.print(kappas)
-    people = Table("annotator", "answers", "median s/answer", "agreement", "est. accuracy")
+    people = Table("annotator", "answers", "median s/answer", "agreement", "gold right", "est. accuracy")
     shown = status.annotators if all_annotators else status.annotators[:10]
     for a in shown:
         people.add_row(
@@ -495,6 +504,7 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
             str(a.answers),
             "" if a.median_seconds is None else f"{a.median_seconds:.1f}",
             "" if a.agreement is None else f"{a.agreement:.0%}",
+            f"{a.gold_correct}/{a.gold_answers}" if a.gold_answers else "",
             "" if a.estimated_accuracy is None else f"{a.estimated_accuracy:.0%}",
         )
     if shown:
@@ -706,7 +716,10 @@ def review(
 @app.command()
 @_friendly
 def gold(project: str, record_id: str, label: str, user: UserOption = "") -> None:
-    """Set a record's gold label (an admin's review decision: it wins over the crowd's answers)."""
+    """Set a record's gold label (an admin's review decision: it wins over the crowd's answers).
+
+    Gold records are also gold questions: mixed into labelers' cards at the project's gold rate
+    (`labelbot configure PROJECT --gold-rate`), scored on the leaderboard ("gold 9/10")."""
     service = _service()
     record = service.find_record(project, record_id)
     service.record_answer(project, record.record_id, user or _default_user(), label, source="review")

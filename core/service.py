@@ -38,6 +38,7 @@ from core.projects import (
     ProjectKey,
     ProjectState,
     check_answers_per_record,
+    check_gold_rate,
     check_labels,
     check_strategy,
 )
@@ -187,6 +188,7 @@ class LabelingService:
                 answers_per_record or self.settings.answers_per_record
             ),
             "strategy": check_strategy(strategy or self.settings.strategy),
+            "gold_rate": check_gold_rate(self.settings.gold_rate),
         }
         with writing(self.engine) as conn:
             pid = self.projects.create(conn, name, defs, settings, self.embedder.name)
@@ -211,8 +213,9 @@ class LabelingService:
         answers_per_record: int | None = None,
         strategy: str | None = None,
         extra_answer_on_disagreement: bool | None = None,
+        gold_rate: float | None = None,
     ) -> ProjectInfo:
-        """Change a project's crowd redundancy, disagreement routing or query strategy."""
+        """Change a project's crowd redundancy, disagreement routing, gold question rate or strategy."""
         changes: dict[str, Any] = {}
         if answers_per_record is not None:
             changes["answers_per_record"] = check_answers_per_record(answers_per_record)
@@ -220,6 +223,8 @@ class LabelingService:
             changes["strategy"] = check_strategy(strategy)
         if extra_answer_on_disagreement is not None:
             changes["extra_answer_on_disagreement"] = bool(extra_answer_on_disagreement)
+        if gold_rate is not None:
+            changes["gold_rate"] = check_gold_rate(gold_rate)
         with writing(self.engine) as conn:
             info = self.projects.info(conn, name)
             self.projects.update_settings(conn, info, changes)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
 from core import handout, stopping
+from core.gold import held_out_queue_rows
 from core.learner import EmbeddingClassifier, PoolScores, cross_validated_metrics
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
 from core.pools import Guesses, Pool, PoolCache, guess_table
@@ -118,6 +119,22 @@ def retrain(
         }
         for position, pick in enumerate(picks)
     ]
+    # Gold questions' cards show the guess of a model that never saw their gold labels (core.gold).
+    gold_ids = [row[0] for row in answers if row[3] == "review"] if info.gold_rate > 0 else []
+    gold_queue = (
+        held_out_queue_rows(
+            project_id=info.id,
+            strategy=info.strategy,
+            record_ids=pool.ids,
+            vectors=pool.vectors,
+            labeled_rows=labeled_rows,
+            y=y,
+            gold_rows=np.flatnonzero(np.isin(pool.ids, np.asarray(gold_ids, dtype=np.int64))),
+            rng=np.random.default_rng(len(y)),
+        )
+        if gold_ids
+        else []
+    )
     label_counts = {name: 0 for name in info.label_names}
     for label in y:
         label_counts[label] = label_counts.get(label, 0) + 1
@@ -153,6 +170,8 @@ def retrain(
         conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id))
         if queue_rows:
             conn.execute(insert(QueueItem), queue_rows)
+        if gold_queue:
+            conn.execute(insert(QueueItem), gold_queue)
     guesses = guess_table(run.id, pool, scores, classes) if run is not None and scores is not None else None
     pools.remember_guesses(info.id, guesses)
     if run is None or classifier is None or scores is None:

@@ -22,6 +22,8 @@ class ProjectInfo:
     created_at: datetime
     # Crowd: a tie among exactly k answers asks one more labeler before the record goes to review.
     extra_answer_on_disagreement: bool = False
+    # Share of each labeler's cards that are gold questions (records with an admin's gold label).
+    gold_rate: float = 0.0
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -160,7 +162,9 @@ class AnnotatorStats:
     answers: int
     median_seconds: float | None = None
     agreement: float | None = None  # share of answers equal to the aggregate label
-    estimated_accuracy: float | None = None  # Dawid-Skene, when k >= 3
+    estimated_accuracy: float | None = None  # Dawid-Skene (gold answers count), when k >= 3
+    gold_answers: int = 0  # answers to records with a gold label (gold questions, reviewed records)
+    gold_correct: int = 0  # ... equal to the gold label
 
 
 @dataclass(frozen=True)

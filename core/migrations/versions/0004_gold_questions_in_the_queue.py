@@ -17,6 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A database adopted from before migrations (core.migrations.runner.adopt_unversioned) is stamped by
+    # the columns it lacks; one made by code that had this column already keeps it.
+    if "gold" in {column["name"] for column in sa.inspect(op.get_bind()).get_columns("queueitem")}:
+        return
     with op.batch_alter_table("queueitem") as batch:
         # Queue rows from before gold questions are ranked records.
         batch.add_column(sa.Column("gold", sa.Boolean(), nullable=False, server_default=sa.false()))
