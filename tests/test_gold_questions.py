@@ -3,20 +3,23 @@ scored against the gold label, never changing it (core.gold, core.handout)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from bot import blocks, ids
+from bot.cli import app as cli_app
 from core.embeddings import HashingEmbedder
 from core.errors import LabelbotError
 from core.gold import gold_order, gold_slots
 from core.io import ImportRow
 from core.service import LabelingService
 from core.types import RecordView
-from tests.conftest import make_settings
+from tests.conftest import database_url, make_settings, write_csv
 from tests.slack_harness import ADMIN, ALICE, SlackHarness, start_harness
 
 RATE = 0.2
@@ -320,3 +323,41 @@ def _texts(obj: object) -> list[str]:
     if isinstance(obj, list):
         return [t for v in obj for t in _texts(v)]
     return [obj] if isinstance(obj, str) else []
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def test_the_cli_sets_and_lists_the_gold_rate_and_hands_out_and_scores_gold_questions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
+    monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
+    monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
+
+    def run(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(cli_app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    data = write_csv(tmp_path / "data.csv", [{"id": str(i), "text": TEXTS[i]} for i in range(60)])
+    run("init", "p", "--labels", "money,weather")
+    run("import", "p", str(data))
+    assert "gold_rate=0.1" in run("projects")  # the default
+    assert "gold_rate=0.5" in run("configure", "p", "--gold-rate", "0.5")
+    assert "gold_rate=0.5" in run("projects")
+    assert "between 0 and 0.5" in run("configure", "p", "--gold-rate", "0.9", code=1)
+    for i in range(4):
+        run("gold", "p", str(i), topic(i), "-u", "admin")
+    for i in range(4, 14):
+        run("answer", "p", str(i), topic(i), "-u", "seed")
+    run("retrain", "p")
+    listed = [json.loads(line) for line in run("next", "p", "-n", "8", "--json", "-u", "ann").splitlines()]
+    golds = [item["id"] for item in listed if int(item["id"]) < 4]
+    assert len(listed) == 8 and len(golds) == 4  # 0.5 x 8 cards: floor = ceil = 4
+    for item in listed:
+        run("answer", "p", item["id"], "money", "-u", "ann")
+    status = json.loads(run("status", "p", "--json"))
+    ann = next(a for a in status["annotators"] if a["user"] == "ann")
+    assert (ann["gold_correct"], ann["gold_answers"]) == (sum(topic(int(g)) == "money" for g in golds), 4)
