@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     embedding_device: str = "auto"
     # Default query strategy for new projects (see core.strategies.STRATEGIES).
     strategy: str = "margin-kmeans"
+    # Weight of each label's name as one training example of that label (core.learner's label-name
+    # prior; used only where the names fit the labels given); 0 turns it off.
+    label_name_weight: float = 1.0
     # Records ranked and stored per retrain: handing out the next one is a lookup.
     queue_size: int = 500
     # Retrain in the background after this many new answers; 0 turns automatic retraining off

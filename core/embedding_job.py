@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 
 from core import vectors
-from core.embeddings import Embedder, ProgressCallback
+from core.embeddings import Embedder, ProgressCallback, label_text
 from core.store import reading, writing
-from core.types import EmbedResult
+from core.types import EmbedResult, ProjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,27 @@ def embed_project(
             vectors.switch_model(conn, project_id, model)
             switched = True
     return EmbedResult(project, model, done, remaining, switched=switched)
+
+
+def label_vectors(
+    engine: Engine, info: ProjectInfo, model: str, embedder: Callable[[], Embedder]
+) -> dict[str, np.ndarray]:
+    """label -> the ``model`` embedding of its name and description (the learner's label-name prior).
+
+    Stored per project and model; a label whose text changed, or that has none yet, is embedded now
+    (``embedder`` is called only then: the embedding worker fills them in, so the training worker
+    normally never loads a model).
+    """
+    wanted = {label.name: label_text(label.name, label.description) for label in info.labels}
+    with reading(engine) as conn:
+        stored = vectors.label_vectors(conn, info.id, model)
+    stale = {name: text for name, text in wanted.items() if stored.get(name, ("",))[0] != text}
+    if stale:
+        encoded = np.asarray(embedder().encode(list(stale.values())), dtype=np.float32)
+        with writing(engine) as conn:
+            vectors.write_label_vectors(conn, info.id, model, stale, encoded)
+        stored.update({name: (text, encoded[i]) for i, (name, text) in enumerate(stale.items())})
+    return {name: stored[name][1] for name in wanted}
 
 
 class RateReporter:

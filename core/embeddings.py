@@ -37,6 +37,14 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+def label_text(name: str, description: str = "") -> str:
+    """What is embedded for a label: its name in words ("card_arrival", "CardArrival" -> "card arrival",
+    "Card Arrival"), then its description when it has one."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    words = re.sub(r"[\s_\-./:]+", " ", words).strip() or name
+    return f"{words}: {description.strip()}" if description.strip() else words
+
+
 def resolve_device(device: str) -> str:
     """``"auto"``: the GPU when torch sees one, else the CPU; any other value is passed to torch as is."""
     if device != "auto":

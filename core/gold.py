@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -71,6 +71,7 @@ def held_out_queue_rows(
     y: np.ndarray,
     gold_rows: np.ndarray,
     rng: np.random.Generator,
+    learner: Callable[[], EmbeddingClassifier] = EmbeddingClassifier,
 ) -> list[dict]:
     """Queue rows (``gold=True``) for gold records: the guess and reason of a model fit without them.
 
@@ -78,8 +79,8 @@ def held_out_queue_rows(
     ``gold_rows``: pool rows of gold records. The held-out model trains on the labeled rows that are not
     gold (none, or one class only: no guess, the strategy's cold-start reasons, like any card before the
     first model); the project's strategy then ranks the gold rows as if nobody had labeled them. At
-    most ``MAX_GOLD_QUEUE`` gold records, sampled with ``rng``. One more fit per retrain, in the
-    training worker.
+    most ``MAX_GOLD_QUEUE`` gold records, sampled with ``rng``. One more fit per retrain (of the
+    project's ``learner``), in the training worker.
     """
     if len(gold_rows) > MAX_GOLD_QUEUE:
         gold_rows = np.sort(rng.choice(gold_rows, MAX_GOLD_QUEUE, replace=False))
@@ -90,7 +91,7 @@ def held_out_queue_rows(
     X = np.asarray(vectors[gold_rows], dtype=np.float32)
     scores, classes = None, ()
     if len(set(train_y.tolist())) >= 2:
-        held_out = EmbeddingClassifier(random_state=0).fit(vectors[train_rows], train_y)
+        held_out = learner().fit(vectors[train_rows], train_y)
         scores = held_out.score_pool(X)
         classes = tuple(str(c) for c in held_out.classes_)
     picks = get_strategy(strategy).query(

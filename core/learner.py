@@ -11,7 +11,7 @@ they repeat (``predict_proba`` and ``score_pool`` share one block function).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,21 @@ from threadpoolctl import ThreadpoolController
 # helps only at 100 labels (macro-F1 0.919 vs 0.895) and hurts from 2000 on (0.956 vs 0.963,
 # 0.963 vs 0.970), so the default stays None.
 DEFAULT_C = 30.0
+
+# Each label's name (its embedding) joins the training data as one example of that label with this
+# weight: a zero-shot prior that knows every label from the first fit and fades as real examples
+# accumulate. Evidence (bench/learners.py, margin-kmeans, 3 seeds, mean test accuracy over 10-1000
+# labels): Banking77 0.604 -> 0.747, HWU64 0.615 -> 0.695; weight 3 gained +2.5 on Banking77 but
+# lost on XED; see docs/benchmarks.md.
+LABEL_NAME_WEIGHT = 1.0
+
+# The regularisation is chosen per project among these, by the out-of-fold log-likelihood of the labels
+# (``choose_c``), once a project has MIN_LABELS_TO_CHOOSE_C labels; DEFAULT_C before. Evidence
+# (bench/learners.py, margin-kmeans with the label-name prior, 3 seeds, mean test accuracy over 10-1000
+# labels): noisy XED English 0.311 at C=30, 0.325 at C=3, 0.326 chosen; Banking77 and HWU64 keep
+# C=30 (0.747 and 0.695 chosen, 0.649 and 0.634 at C=3). Below ~100 labels the choice is noise.
+C_CHOICES = (3.0, DEFAULT_C)
+MIN_LABELS_TO_CHOOSE_C = 100
 
 # Below this many labels a cross-validated score is noise; report nothing instead.
 MIN_LABELS_FOR_CV = 10
@@ -168,12 +183,23 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         Passed to ``LogisticRegression`` (lbfgs is deterministic; kept for solver changes).
     class_weight : dict, "balanced" or None
         Passed to ``LogisticRegression``; None by default (see bench/choose_c.py, SMS spam).
+    label_vectors : mapping of label name -> embedding of the name, or None
+        The label-name prior: each name's vector is one extra training example of its label, with
+        weight ``label_weight``, so the model knows every label (also unlabeled ones) from the first
+        fit. It is used only when the names beat the labels' own base rate: their nearest-name
+        guesses must agree with more of the labeled rows than the most common label's share (names
+        like "ham"/"spam" or "0"/"1" that say nothing about the texts are left out).
+    label_weight : float
+        Weight of each label-name example (``LABEL_NAME_WEIGHT``; 0 turns the prior off).
 
     Attributes
     ----------
-    classes_ : ndarray of str, sorted
+    classes_ : ndarray of str, sorted (with the prior: every named label, seen or not)
     model_ : LogisticRegression or None (None when only one class was seen)
     n_features_in_ : int
+    label_names_used_ : bool, whether the label-name prior was part of this fit
+    label_name_agreement_ : float or None, share of the labeled rows whose nearest label name is
+        their label (None without ``label_vectors``)
     """
 
     def __init__(
@@ -182,11 +208,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         max_iter: int = 1000,
         random_state: int | None = None,
         class_weight: dict[str, float] | str | None = None,
+        label_vectors: Mapping[str, np.ndarray] | None = None,
+        label_weight: float = LABEL_NAME_WEIGHT,
     ) -> None:
         self.C = C
         self.max_iter = max_iter
         self.random_state = random_state
         self.class_weight = class_weight
+        self.label_vectors = label_vectors
+        self.label_weight = label_weight
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> EmbeddingClassifier:
         """Fit on embeddings ``X`` (n, d) and labels ``y`` (n,) of str."""
@@ -197,7 +227,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[0] != len(y):
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
         self.n_features_in_ = X.shape[1]
+        X = _l2_normalize(X)
+        names, name_vectors = self._label_prior(X, y)
+        weights = None
+        if len(names):
+            X = np.vstack([X, name_vectors.astype(X.dtype, copy=False)])
+            y = np.concatenate([y.astype(object), names])
+            weights = np.concatenate([np.ones(len(y) - len(names)), np.full(len(names), self.label_weight)])
         self.classes_ = np.unique(y)
+        self._logits32 = None
         if len(self.classes_) == 1:
             self.model_ = None
             return self
@@ -210,9 +248,30 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             # Early on there are often more labels than examples per label; sklearn then warns that
             # y "could represent a regression problem", which cannot be the case for str labels.
             warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
-            self.model_ = model.fit(_l2_normalize(X), y)
-        self._logits32 = None
+            self.model_ = model.fit(X, y, sample_weight=weights)
         return self
+
+    def _label_prior(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The label names and their normalised vectors to train on; empty when the prior is off.
+
+        ``X`` is already normalised. Sets ``label_names_used_`` and ``label_name_agreement_``.
+        """
+        self.label_names_used_ = False
+        self.label_name_agreement_ = None
+        empty = np.zeros(0, dtype=object), np.zeros((0, X.shape[1]), dtype=np.float32)
+        if not self.label_vectors:
+            return empty
+        names = np.array(sorted(self.label_vectors), dtype=object)
+        vectors = _l2_normalize(np.stack([np.asarray(self.label_vectors[n], np.float32) for n in names]))
+        if vectors.shape[1] != X.shape[1]:
+            raise ValueError(f"Label vectors have {vectors.shape[1]} dimensions, embeddings {X.shape[1]}.")
+        nearest = names[np.argmax(X.astype(np.float32, copy=False) @ vectors.T, axis=1)]
+        self.label_name_agreement_ = float(np.mean(nearest == y))
+        _, counts = np.unique(y, return_counts=True)
+        if self.label_weight <= 0 or self.label_name_agreement_ <= counts.max() / len(y):
+            return empty
+        self.label_names_used_ = True
+        return names, vectors
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, len(classes_)), columns in ``classes_`` order.
@@ -362,15 +421,16 @@ def out_of_fold_proba(
         train = np.concatenate([held[train_pos], singles])
         test = held[test_pos]
         model = estimator_factory().fit(X[train], y[train])
-        # A fold model may (in principle) lack a class; map its columns by name.
+        # A fold model may lack a class, or know more (the label-name prior knows every label):
+        # map its columns by name and renormalise over the labels used here.
         cols = np.searchsorted(classes, model.classes_)
+        known = (cols < len(classes)) & (classes[np.minimum(cols, len(classes) - 1)] == model.classes_)
+        rows = np.concatenate([test, singles])
+        p = model.predict_proba(X[rows])[:, known]
+        p /= np.maximum(p.sum(axis=1, keepdims=True), np.finfo(float).tiny)
+        proba[np.ix_(test, cols[known])] = p[: len(test)]
         if len(singles):
-            rows = np.concatenate([test, singles])
-            p = model.predict_proba(X[rows])
-            proba[np.ix_(test, cols)] = p[: len(test)]
-            proba[np.ix_(singles, cols)] += p[len(test) :] / folds
-        else:
-            proba[np.ix_(test, cols)] = model.predict_proba(X[test])
+            proba[np.ix_(singles, cols[known])] += p[len(test) :] / folds
     return proba
 
 
@@ -388,10 +448,12 @@ def cross_validated_metrics(
     n_splits: int = 5,
     random_state: int = 0,
 ) -> dict[str, float]:
-    """``{"cv_accuracy", "cv_macro_f1"}`` from one out-of-fold pass; ``{}`` when too few labels.
+    """``{"cv_accuracy", "cv_macro_f1", "cv_log_likelihood"}`` from one out-of-fold pass; ``{}`` when
+    too few labels.
 
     "Too few" means fewer than ``MIN_LABELS_FOR_CV`` labels, fewer than 2 classes, or no class
     with 2 examples. Rows of single-example classes are not scored (they were never held out).
+    ``cv_log_likelihood`` is the mean log-probability of the given label.
     """
     y = np.asarray(y)
     holdable, folds = _cv_plan(y, n_splits)
@@ -402,7 +464,33 @@ def cross_validated_metrics(
     classes = np.unique(y)
     y_true = y[holdable]
     y_pred = classes[np.argmax(proba[holdable], axis=1)]
+    given = proba[holdable][np.arange(len(y_true)), np.searchsorted(classes, y_true)]
     return {
         "cv_accuracy": float(accuracy_score(y_true, y_pred)),
         "cv_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "cv_log_likelihood": float(np.mean(np.log(np.clip(given, 1e-12, None)))),
     }
+
+
+def choose_c(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    estimator_factory: Callable[..., Any],
+    current: float,
+    current_metrics: dict[str, float],
+) -> float:
+    """The C (of ``C_CHOICES``) whose out-of-fold log-likelihood is highest, for the next fit.
+
+    ``current_metrics`` are :func:`cross_validated_metrics` of ``estimator_factory(C=current)``, so
+    only the other choices cost a pass. ``current`` below ``MIN_LABELS_TO_CHOOSE_C`` labels or
+    without metrics; a tie keeps the larger C.
+    """
+    if len(y) < MIN_LABELS_TO_CHOOSE_C or "cv_log_likelihood" not in current_metrics:
+        return current
+    scores = {current: current_metrics["cv_log_likelihood"]}
+    for c in C_CHOICES:
+        if c not in scores:
+            other = cross_validated_metrics(X, y, estimator_factory=lambda c=c: estimator_factory(C=c))
+            scores[c] = other.get("cv_log_likelihood", -np.inf)
+    return max(scores, key=lambda c: (scores[c], c))

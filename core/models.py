@@ -139,6 +139,21 @@ class Embedding(SQLModel, table=True):
     batch: int = 0
 
 
+class LabelVector(SQLModel, table=True):
+    """The embedding of a label's name (and description) per model: the learner's label-name prior.
+
+    ``text`` is what was embedded, so a renamed or re-described label is embedded again.
+    """
+
+    project_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("project.id", ondelete="CASCADE"), primary_key=True)
+    )
+    model: str = Field(primary_key=True)
+    label: str = Field(primary_key=True)
+    text: str
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class ContextBinding(SQLModel, table=True):
     """Maps an outside context (e.g. a chat channel id) to a project; core knows nothing about Slack."""
 

@@ -14,6 +14,7 @@ of one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 
 from core import answers, embedding_job, handout, ingest, io, reports, stopping, training, vectors
@@ -29,7 +31,7 @@ from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
 from core.leadership import SCHEDULER_LEASE, Leadership, database_answers
-from core.learner import EmbeddingClassifier
+from core.learner import DEFAULT_C, EmbeddingClassifier
 from core.models import utcnow
 from core.policy import RetrainPolicy
 from core.pools import PoolCache
@@ -382,6 +384,8 @@ class LabelingService:
             progress=progress,
             should_stop=should_stop,
         )
+        # The label-name prior's vectors, made here so the training worker need not load the model.
+        embedding_job.label_vectors(self.engine, state.info, target, lambda: self.embedder_for(target))
         if result.switched:  # the queue was ranked on the old vectors
             self.request_retrain(state.info.id)
         elif result.embedded:
@@ -683,9 +687,28 @@ class LabelingService:
                 batch_size=min(queue_size, self.settings.retrain_every or queue_size),
                 embedding_model=self.pools.model_of(state),
                 labels=labels,
+                learner=self._learner(state),
             )
             self.retraining.trained(info.id, trained.fingerprint)
         return trained
+
+    def _learner(self, state: ProjectState) -> Callable[..., EmbeddingClassifier]:
+        """The project's unfitted classifier: logistic regression with the label-name prior, its label
+        vectors embedded now if the embedding worker has not yet, and the C the last retrain chose
+        (``core.learner``)."""
+        weight = self.settings.label_name_weight
+        names: dict[str, np.ndarray] = {}
+        if weight > 0:
+            model = self.pools.model_of(state)
+            names = embedding_job.label_vectors(
+                self.engine, state.info, model, lambda: self.embedder_for(model)
+            )
+        with reading(self.engine) as conn:
+            latest = training.run_history(conn, state.info, latest_only=True)
+        c = latest[0].metrics.get("next_c", DEFAULT_C) if latest else DEFAULT_C
+        return functools.partial(
+            EmbeddingClassifier, C=c, random_state=0, label_vectors=names or None, label_weight=weight
+        )
 
     def request_retrain(self, project: ProjectKey) -> bool:
         """Retrain on the training worker (inline without one); False if one is already waiting."""

@@ -34,7 +34,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from core import io
 from core.config import Settings, load_settings
-from core.embeddings import Embedder, ProgressCallback, make_embedder
+from core.embeddings import Embedder, ProgressCallback, label_text, make_embedder
 from core.errors import LabelbotError
 from core.learner import EmbeddingClassifier
 from core.service import LabelingService
@@ -126,7 +126,9 @@ class CachingEmbedder:
             self._file = Path(cache_dir) / f"{safe}.npz"
             if self._file.exists():
                 with np.load(self._file) as saved:
-                    self._vectors = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
+                    # numpy's fixed-width bytes drop trailing zero bytes: pad the digests back to 20.
+                    keys = [key.ljust(20, b"\0") for key in saved["keys"].tolist()]
+                    self._vectors = dict(zip(keys, saved["vectors"], strict=True))
 
     @property
     def dim(self) -> int:
@@ -207,6 +209,8 @@ class SimulationResult:
             "full_pool_accuracy": self.full_pool_accuracy,
             "runs": {s: [p.as_dict() for p in curve] for s, curve in self.runs.items()},
             "labels_to": self.labels_to,
+            # Over the run's evaluation points (10 to the budget): one figure per learning curve.
+            "mean_accuracy": {s: statistics.fmean(p.accuracy for p in c) for s, c in self.runs.items()},
             "full_pool_macro_f1": self.full_pool_macro_f1,
             "std": {
                 s: [{"labels": p.labels, "accuracy": p.accuracy_std, "macro_f1": p.macro_f1_std}
@@ -338,7 +342,11 @@ def run_simulation(
     train_X = cached.encode(texts)
     test_X = cached.encode(test_texts)
 
-    full = EmbeddingClassifier(random_state=0).fit(train_X, np.asarray(gold, dtype=object))
+    # The project's learner on every training label (with the label-name prior, as the service fits it).
+    label_vectors = dict(zip(labels, cached.encode([label_text(label) for label in labels]), strict=True))
+    full = EmbeddingClassifier(
+        random_state=0, label_vectors=label_vectors, label_weight=base.label_name_weight
+    ).fit(train_X, np.asarray(gold, dtype=object))
     full_acc, full_f1 = _scores(test_gold, full.predict(test_X))
     _emit(progress, f"Full-pool accuracy {full_acc:.3f} (macro-F1 {full_f1:.3f}) on {len(texts)} labels")
 

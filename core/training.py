@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from core import aggregate as agg
 from core import handout, stopping
 from core.gold import held_out_queue_rows
-from core.learner import EmbeddingClassifier, PoolScores, cross_validated_metrics
+from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
 from core.pools import Guesses, Pool, PoolCache, guess_table
 from core.projects import ProjectCatalog, ProjectState
@@ -79,10 +80,13 @@ def retrain(
     batch_size: int,
     embedding_model: str,
     labels: tuple[list[tuple], set[int], str],
+    learner: Callable[..., EmbeddingClassifier] = EmbeddingClassifier,
 ) -> Trained:
     """Fit, rank, swap the queue; then compute the metrics that do not change the queue.
 
     ``labels``: the answers, the complete record ids and their fingerprint, read in one snapshot.
+    ``learner`` makes the project's unfitted classifier (for the fit and its cross-validation; ``C=``
+    overrides its regularisation, for :func:`core.learner.choose_c`).
     """
     started = time.perf_counter()
     info = state.info
@@ -92,7 +96,7 @@ def retrain(
     classifier = scores = None
     classes: tuple[str, ...] = ()
     if len(set(y)) >= 2:
-        classifier = EmbeddingClassifier(random_state=0).fit(pool.vectors[labeled_rows], y)
+        classifier = learner().fit(pool.vectors[labeled_rows], y)
         # Per row only the top classes and the entropy, in blocks: the pool may be a float16 memmap,
         # and its (rows, classes) probabilities would be 616 MB at 1M x 77 in float64.
         scores = classifier.score_pool(pool.vectors)
@@ -131,6 +135,7 @@ def retrain(
             y=y,
             gold_rows=np.flatnonzero(np.isin(pool.ids, np.asarray(gold_ids, dtype=np.int64))),
             rng=np.random.default_rng(len(y)),
+            learner=learner,
         )
         if gold_ids
         else []
@@ -180,7 +185,13 @@ def retrain(
     # its queue stand without them (the learning curve skips the point).
     try:
         X = pool.vectors[labeled_rows]
-        metrics = cross_validated_metrics(X, y, estimator_factory=lambda: EmbeddingClassifier(random_state=0))
+        metrics = cross_validated_metrics(X, y, estimator_factory=learner)
+        metrics.update(label_name_metrics(classifier))
+        # The regularisation the next retrain uses (the tail, so the queue never waits for it).
+        metrics["c"] = classifier.C
+        metrics["next_c"] = choose_c(
+            X, y, estimator_factory=learner, current=classifier.C, current_metrics=metrics
+        )
         metrics.update(stability_metrics(engine, info, pool, labeled_rows, scores, classes, embedding_model))
         with writing(engine) as conn:
             conn.execute(update(ModelRun).where(ModelRun.id == run.id).values(metrics=metrics))
@@ -188,6 +199,14 @@ def retrain(
     except Exception:
         log.exception("Metrics of run %s of %s failed; the run and its queue stand", run.id, info.name)
     return Trained(run, guesses, fingerprint)
+
+
+def label_name_metrics(classifier: EmbeddingClassifier) -> dict[str, float]:
+    """Whether the label-name prior took part in the fit, and how well the names fit the labels."""
+    agreement = getattr(classifier, "label_name_agreement_", None)
+    if agreement is None:
+        return {}
+    return {"label_names_used": float(classifier.label_names_used_), "label_name_agreement": agreement}
 
 
 def stability_metrics(

@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, bindparam, exists, func, select, update
 from sqlalchemy.engine import make_url
 
-from core.models import Embedding, Project, Record
+from core.models import Embedding, LabelVector, Project, Record
 from core.store import reading, upsert
 
 # ---------------------------------------------------------------- the database side
@@ -121,6 +121,36 @@ def models_of(conn: Connection, project_id: int) -> tuple[str | None, str | None
         select(Project.embedding_model, Project.embedding_target).where(Project.id == project_id)
     ).one()
     return row[0], row[1]
+
+
+def label_vectors(conn: Connection, project_id: int, model: str) -> dict[str, tuple[str, np.ndarray]]:
+    """label -> (the text embedded for it, its vector) of ``model``."""
+    rows = conn.execute(
+        select(LabelVector.label, LabelVector.text, LabelVector.vector).where(
+            LabelVector.project_id == project_id, LabelVector.model == model
+        )
+    ).all()
+    return {str(r[0]): (str(r[1]), np.frombuffer(r[2], dtype=np.float32)) for r in rows}
+
+
+def write_label_vectors(
+    conn: Connection, project_id: int, model: str, texts: dict[str, str], vectors: np.ndarray
+) -> None:
+    """Store (or replace) the vectors of ``texts`` (label -> text embedded), one row per label."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = [
+        {"project_id": project_id, "model": model, "label": label, "text": text, "vector": vector.tobytes()}
+        for (label, text), vector in zip(texts.items(), vectors, strict=True)
+    ]
+    if rows:
+        stmt = upsert(conn, LabelVector)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["project_id", "model", "label"],
+                set_={"text": stmt.excluded.text, "vector": stmt.excluded.vector},
+            ),
+            rows,
+        )
 
 
 _SINCE = (

@@ -113,9 +113,10 @@ def test_cv_metrics_on_separable_data_beat_chance(dtype):
     X, y = blobs(15, ["a", "b", "c", "d"])
     y = y.astype(dtype)
     m = cross_validated_metrics(X, y, estimator_factory=EmbeddingClassifier)
-    assert set(m) == {"cv_accuracy", "cv_macro_f1"}
-    assert all(0.0 <= v <= 1.0 for v in m.values())
+    assert set(m) == {"cv_accuracy", "cv_macro_f1", "cv_log_likelihood"}
+    assert 0.0 <= m["cv_accuracy"] <= 1.0 and 0.0 <= m["cv_macro_f1"] <= 1.0
     assert m["cv_accuracy"] > 0.9 and m["cv_macro_f1"] > 0.9  # chance is 0.25
+    assert np.log(0.25) < m["cv_log_likelihood"] <= 0.0  # a uniform guess scores log(1/4)
 
 
 def test_out_of_fold_is_really_out_of_fold():
@@ -274,3 +275,108 @@ def test_score_pool_rejects_non_finite_rows():
     X[5, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         clf.score_pool(X, block_rows=4)
+
+
+# --------------------------------------------------------------------------- the label-name prior
+
+
+def centred_blobs(n_per_class: int, labels: list[str], dim: int = 32, noise: float = 0.3, seed: int = 0):
+    """Overlapping clusters and the true centre of each: names that describe their label perfectly."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(labels), dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    X = np.concatenate([c + noise * rng.normal(size=(n_per_class, dim)) for c in centers]).astype(np.float32)
+    y = np.repeat(np.array(labels, dtype=object), n_per_class)
+    return X, y, dict(zip(labels, centers.astype(np.float32), strict=True))
+
+
+def test_label_names_that_fit_the_labels_teach_labels_nobody_used_yet():
+    X, y, names = centred_blobs(40, ["a", "b", "c", "d"])
+    seen = np.isin(y, ["a", "b"])
+    train = np.flatnonzero(seen)[::4]  # 20 labels of a and b only
+    plain = EmbeddingClassifier().fit(X[train], y[train])
+    prior = EmbeddingClassifier(label_vectors=names).fit(X[train], y[train])
+    assert prior.label_names_used_ and prior.label_name_agreement_ > 0.5
+    assert list(prior.classes_) == ["a", "b", "c", "d"] and list(plain.classes_) == ["a", "b"]
+    unseen = ~seen
+    # Without the prior the unseen half is always wrong; with one name example per label, better than
+    # a guess among the four labels, though the 20 real labels still pull hard.
+    assert (plain.predict(X[unseen]) == y[unseen]).mean() == 0.0
+    assert (prior.predict(X[unseen]) == y[unseen]).mean() > 0.25
+    proba = prior.predict_proba(X[:5])
+    assert proba.shape == (5, 4) and np.allclose(proba.sum(axis=1), 1.0)
+    scores = prior.score_pool(X)
+    assert scores.n_classes == 4 and np.array_equal(prior.classes_[scores.best], prior.predict(X))
+
+
+def test_label_names_that_do_not_fit_the_labels_are_left_out():
+    X, y, _ = centred_blobs(40, ["a", "b", "c"])
+    rng = np.random.default_rng(1)
+    # Names pointing nowhere near their clusters, the way "0"/"1" or "ham"/"spam" would.
+    unrelated = {label: rng.normal(size=X.shape[1]).astype(np.float32) for label in ["a", "b", "c"]}
+    train = np.arange(0, len(y), 3)
+    clf = EmbeddingClassifier(label_vectors=unrelated).fit(X[train], y[train])
+    plain = EmbeddingClassifier().fit(X[train], y[train])
+    assert clf.label_name_agreement_ <= 0.34 + 0.2 and not clf.label_names_used_
+    assert np.allclose(clf.predict_proba(X), plain.predict_proba(X))
+
+
+def test_label_names_must_beat_the_most_common_label_share():
+    X, y, names = centred_blobs(30, ["a", "b"])
+    train = np.concatenate([np.flatnonzero(y == "a")[:18], np.flatnonzero(y == "b")[:2]])  # 90% a
+    clf = EmbeddingClassifier(label_vectors=names).fit(X[train], y[train])
+    nearest = np.array(["a", "b"], dtype=object)[
+        np.argmax(X[train] @ np.stack([names["a"], names["b"]]).T, axis=1)
+    ]
+    assert clf.label_name_agreement_ == pytest.approx(float(np.mean(nearest == y[train])))
+    assert clf.label_names_used_ == (clf.label_name_agreement_ > 0.9)
+
+
+def test_label_weight_zero_turns_the_prior_off_and_a_wrong_dimension_is_refused():
+    X, y, names = centred_blobs(20, ["a", "b", "c"])
+    off = EmbeddingClassifier(label_vectors=names, label_weight=0.0).fit(X, y)
+    assert not off.label_names_used_
+    assert np.allclose(off.predict_proba(X), EmbeddingClassifier().fit(X, y).predict_proba(X))
+    short = {label: vector[:8] for label, vector in names.items()}
+    with pytest.raises(ValueError, match="dimensions"):
+        EmbeddingClassifier(label_vectors=short).fit(X, y)
+
+
+def test_out_of_fold_proba_maps_a_prior_models_extra_labels_away():
+    X, y, names = centred_blobs(20, ["a", "b", "c", "d"])
+    keep = np.isin(y, ["a", "b", "c"])
+    def factory() -> EmbeddingClassifier:
+        return EmbeddingClassifier(label_vectors=names)
+
+    proba = out_of_fold_proba(X[keep], y[keep], estimator_factory=factory)
+    assert proba.shape == (keep.sum(), 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert (np.array(["a", "b", "c"])[proba.argmax(axis=1)] == y[keep]).mean() > 0.8
+
+
+def test_choose_c_prefers_strong_regularisation_on_noisy_labels_and_waits_for_enough_labels():
+    from core.learner import C_CHOICES, DEFAULT_C, MIN_LABELS_TO_CHOOSE_C, choose_c
+
+    X, y = blobs(60, ["a", "b", "c"], noise=0.3)
+    rng = np.random.default_rng(2)
+    noisy = y.copy()
+    flip = rng.random(len(y)) < 0.5  # half the labels replaced at random: a noisy crowd
+    noisy[flip] = rng.choice(["a", "b", "c"], size=int(flip.sum()))
+    scores = {c: cross_validated_metrics(X, noisy, estimator_factory=lambda c=c: EmbeddingClassifier(C=c))
+              for c in C_CHOICES}
+    best = max(scores, key=lambda c: scores[c]["cv_log_likelihood"])
+    chosen = choose_c(X, noisy, estimator_factory=EmbeddingClassifier, current=DEFAULT_C,
+                      current_metrics=scores[DEFAULT_C])
+    assert chosen == best == min(C_CHOICES)
+    few = np.arange(MIN_LABELS_TO_CHOOSE_C - 1)
+    assert choose_c(X[few], noisy[few], estimator_factory=EmbeddingClassifier, current=DEFAULT_C,
+                    current_metrics=scores[DEFAULT_C]) == DEFAULT_C
+
+
+def test_label_text_spells_names_as_words_and_adds_the_description():
+    from core.embeddings import label_text
+
+    assert label_text("card_arrival") == "card arrival"
+    assert label_text("CardArrival") == "Card Arrival"
+    assert label_text("iot-hue-light.up") == "iot hue light up"
+    assert label_text("refund", "  Asks for money back ") == "refund: Asks for money back"
+    assert label_text("__") == "__"

@@ -211,6 +211,7 @@ def test_an_unversioned_database_of_the_development_schema_is_adopted_at_0002(tm
         conn.exec_driver_sql("DROP INDEX ix_embedding_project_model_batch")
         conn.exec_driver_sql("ALTER TABLE embedding DROP COLUMN batch")  # code older than the batches
         conn.exec_driver_sql("ALTER TABLE queueitem DROP COLUMN gold")  # ... and than gold questions
+        conn.exec_driver_sql("DROP TABLE labelvector")  # ... and than the label-name prior
     engine.dispose()
     engine = create_db_engine(url)
     assert current_revision(engine) == head_revision()

@@ -113,13 +113,13 @@ def test_ensure_demo_project_is_idempotent(tmp_path: Path) -> None:
     try:
         first = ensure_demo_project(service)
         assert (first.created, first.new_records, first.total_records) == (True, 400, 400)
+        project = service.get_project(DEMO_PROJECT)
+        assert len(project.labels) == 12 and all(label.description for label in project.labels)
         embedded = embedder.texts
-        assert embedded == 400
+        assert embedded == 400 + 12  # the records, and the labels once for the label-name prior
         second = ensure_demo_project(service)
         assert (second.created, second.new_records, second.total_records) == (False, 0, 400)
         assert embedder.texts == embedded  # nothing embedded again
-        project = service.get_project(DEMO_PROJECT)
-        assert len(project.labels) == 12 and all(label.description for label in project.labels)
     finally:
         service.close()
 
