@@ -52,7 +52,7 @@ def status(
     estimated = {}
     if info.answers_per_record >= 3 and triples:
         # Answers on gold records (gold questions, reviewed records) count against the gold label.
-        estimated = agg.dawid_skene(triples, labels=info.label_names, gold=gold).annotator_accuracy
+        estimated = agg.hierarchical_mace(triples, labels=info.label_names, gold=gold).annotator_accuracy
     annotators = []
     for who, items in per_user.items():
         on_gold = [label == gold[rid] for rid, label, *_, src in items if src != "review" and rid in gold]

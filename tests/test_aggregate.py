@@ -1,4 +1,4 @@
-"""Tests for core.aggregate against hand-computed cases and a seeded synthetic crowd."""
+"""Tests for core.aggregate against hand-computed cases, seeded synthetic crowds and built crowds."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from core.aggregate import (
     cohen_kappa,
     cohen_kappa_pairs,
     dawid_skene,
+    hierarchical_mace,
     krippendorff_alpha_nominal,
     majority_vote,
 )
@@ -160,22 +161,6 @@ def test_dawid_skene_overrules_two_bad_annotators_against_a_proven_good_one():
     )
 
 
-def test_gold_labels_give_the_track_record_without_other_annotators():
-    rng = np.random.default_rng(3)
-    answers, gold = [], {}
-    for i in range(60):
-        t = int(rng.integers(3))
-        gold[i] = CLASSES[t]  # reviewed by an admin
-        for annotator, acc in (("good", 1.0), ("bad1", 0.4), ("bad2", 0.4)):
-            answers.append((i, annotator, _noisy(rng, t, acc)))
-    answers += [("x", "good", "a"), ("x", "bad1", "b"), ("x", "bad2", "b")]
-
-    result = aggregate(answers, CLASSES, answers_per_record=3, gold=gold)
-    assert result["x"].label == "a"
-    assert result["x"].confidence < 1.0  # decided by the model, not by gold
-    assert all(result[i].label == label and result[i].confidence == 1.0 for i, label in gold.items())
-
-
 def test_dawid_skene_is_deterministic():
     answers, _ = _synthetic_crowd(seed=5, n_items=100)
     first, second = dawid_skene(answers), dawid_skene(answers)
@@ -243,20 +228,185 @@ def test_dawid_skene_validates_input():
     assert empty.labels == {} and empty.n_iter == 0 and empty.priors == {"x": 0.5, "y": 0.5}
 
 
-# --------------------------------------------------------------------------- aggregate
+# --------------------------------------------------------------------------- the project's crowd model
 
 
-def test_aggregate_uses_majority_vote_up_to_two_answers_and_dawid_skene_from_three():
+def _spammer_crowd(seed: int = 0) -> tuple[list[tuple[str | int, str, str]], dict[str | int, str]]:
+    """Three good annotators, two spammers who always answer "a", and a sparse annotator.
+
+    On even items two good annotators outvote one spammer (the majority is right); on odd items
+    both spammers outvote one good annotator, so the majority says "a" on every odd item whose
+    truth is "b" or "c". On "x1" and "x2" the sparse annotator (two answers in all) sides with a
+    spammer against a good annotator: the majority errs there too.
+    """
+    rng = np.random.default_rng(seed)
+    answers: list[tuple[str | int, str, str]] = []
+    truth: dict[str | int, str] = {}
+    good = ("g1", "g2", "g3")
+    for i in range(90):
+        truth[i] = CLASSES[i % 3]
+        picked = rng.permutation(3)
+        if i % 2 == 0:
+            answers += [(i, good[picked[0]], truth[i]), (i, good[picked[1]], truth[i])]
+            answers.append((i, ("spam1", "spam2")[int(rng.integers(2))], "a"))
+        else:
+            answers += [(i, good[picked[0]], truth[i]), (i, "spam1", "a"), (i, "spam2", "a")]
+    answers += [("x1", "g1", "b"), ("x1", "spam1", "a"), ("x1", "sparse", "a")]
+    answers += [("x2", "g2", "c"), ("x2", "spam2", "a"), ("x2", "sparse", "a")]
+    truth.update(x1="b", x2="c")
+    return answers, truth
+
+
+def test_crowd_model_is_right_where_spammers_and_a_sparse_annotator_fool_the_majority():
+    answers, truth = _spammer_crowd()
+    majority = majority_vote(answers)
+    fooled = {item for item, label in truth.items() if majority[item].label != label}
+    # The majority errs on every odd item that is not "a" (30) and on x1 and x2.
+    assert fooled == {i for i in range(1, 90, 2) if i % 3} | {"x1", "x2"}
+
+    result = hierarchical_mace(answers, CLASSES)
+    assert {item: result.labels[item].label for item in truth} == truth
+    assert result.converged
+    # The fooled items are no ties: one label had the most votes, the model chose another.
+    assert not any(result.labels[item].tie for item in fooled)
+    assert result.labels["x1"].agreement == pytest.approx(1 / 3)
+    accuracy = result.annotator_accuracy
+    assert min(accuracy[g] for g in ("g1", "g2", "g3")) > max(accuracy["spam1"], accuracy["spam2"]) + 0.3
+    # Two answers, both wrong: judged mostly as a typical annotator, not as a spammer.
+    assert accuracy["spam1"] < accuracy["sparse"] < accuracy["g1"]
+    assert aggregate(answers, CLASSES, answers_per_record=3) == result.labels
+
+
+def test_few_answers_are_shrunk_towards_the_crowd_more_than_many():
+    # Five reliable annotators answer every item; "few" and "many" are both right half the time,
+    # "few" on 2 items and "many" on 200.
+    rng = np.random.default_rng(7)
+    answers = []
+    for i in range(200):
+        t = int(rng.integers(3))
+        answers += [(i, f"w{j}", _noisy(rng, t, 0.9)) for j in range(5)]
+        answers.append((i, "many", CLASSES[t] if i % 2 else CLASSES[(t + 1) % 3]))
+        if i < 2:
+            answers.append((i, "few", CLASSES[t] if i % 2 else CLASSES[(t + 1) % 3]))
+    result = hierarchical_mace(answers)
+    accuracy = result.annotator_accuracy
+    crowd = float(np.mean([accuracy[f"w{j}"] for j in range(5)]))
+    assert crowd > 0.8
+    assert accuracy["many"] == pytest.approx(0.5, abs=0.06)  # its own record decides
+    assert abs(accuracy["few"] - crowd) < abs(accuracy["many"] - crowd)
+    assert accuracy["many"] < accuracy["few"] < crowd
+
+
+def test_crowd_model_recovers_annotator_accuracy_on_synthetic_crowd():
+    true_accuracy = (0.95, 0.9, 0.8, 0.7, 0.6)
+    answers, truth = _synthetic_crowd(seed=0, accuracies=true_accuracy)
+    result = hierarchical_mace(answers)
+    assert _accuracy(result.labels, truth) > _accuracy(majority_vote(answers), truth)
+    estimated = [result.annotator_accuracy[f"w{j}"] for j in range(len(true_accuracy))]
+    np.testing.assert_allclose(estimated, true_accuracy, atol=0.07)
+    assert estimated == sorted(estimated, reverse=True)
+    np.testing.assert_allclose(result.posteriors.sum(axis=1), 1.0)
+    for matrix in result.confusion.values():
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+    priors = np.array([result.priors[c] for c in result.classes])
+    for annotator, matrix in result.confusion.items():
+        assert result.annotator_accuracy[annotator] == pytest.approx(float(priors @ np.diag(matrix)))
+
+
+def test_aggregate_is_the_crowd_model_for_every_k():
     answers, _ = _synthetic_crowd(seed=4, n_items=60, accuracies=(0.9, 0.8, 0.55))
-    assert aggregate(answers, answers_per_record=2) == majority_vote(answers)
-    assert aggregate(answers, answers_per_record=3) == dawid_skene(answers).labels
-    # The two rules really differ here, otherwise the checks above would not tell them apart.
-    assert majority_vote(answers) != dawid_skene(answers).labels
+    expected = hierarchical_mace(answers).labels
+    for k in (1, 2, 3, 5):
+        assert aggregate(answers, answers_per_record=k) == expected
 
 
-def test_aggregate_two_answer_disagreement_goes_to_review():
-    result = aggregate([(1, "u1", "x"), (1, "u2", "y")], ["x", "y"], answers_per_record=2)
-    assert result[1].tie and result[1].label is None
+def test_tie_gets_a_label_and_the_flag_comes_from_the_vote_count():
+    answers = [
+        ("r1", "u1", "x"), ("r1", "u2", "y"), ("r1", "u3", "x"), ("r1", "u4", "y"),  # 2-2
+        ("r2", "u1", "x"), ("r2", "u2", "y"), ("r2", "u3", "z"),  # 1-1-1
+        ("r3", "u1", "x"), ("r3", "u2", "x"), ("r3", "u3", "y"),  # 2-1: no tie
+    ]  # fmt: skip
+    result = aggregate(answers, ["x", "y", "z"], answers_per_record=3)
+    for item, given, share in (("r1", {"x", "y"}, 0.5), ("r2", {"x", "y", "z"}, 1 / 3)):
+        assert result[item].tie
+        assert result[item].label in given
+        assert result[item].agreement == pytest.approx(share)
+        assert 0.0 < result[item].confidence <= 1.0
+    assert not result["r3"].tie and result["r3"].label == "x"
+    assert result["r3"].agreement == pytest.approx(2 / 3)
+    assert majority_vote(answers)["r1"].label is None  # the reference still leaves ties open
+
+
+def test_one_answer_is_taken_as_it_is():
+    # A proven spammer's single answer, and single answers of a rare class: still the answer itself.
+    answers, _ = _spammer_crowd()
+    singles = [("s1", "spam1", "a"), ("s2", "g1", "c"), ("s3", "newcomer", "b"), ("s4", "sparse", "c")]
+    result = aggregate(answers + singles, CLASSES, answers_per_record=1)
+    for item, _, label in singles:
+        assert result[item] == AggregateLabel(
+            label=label, confidence=result[item].confidence, n_answers=1, tie=False, agreement=1.0
+        )
+    # With nobody overlapping there is nothing to learn: the answers, with confidence 1.
+    alone = aggregate([(i, f"u{i % 3}", "abc"[i % 3]) for i in range(9)], answers_per_record=1)
+    assert {i: (v.label, v.confidence, v.tie) for i, v in alone.items()} == {
+        i: ("abc"[i % 3], 1.0, False) for i in range(9)
+    }
+
+
+def test_two_answers_that_disagree_go_to_the_more_reliable_annotator():
+    answers, _ = _spammer_crowd()
+    disputes = [("d1", "g1", "c"), ("d1", "spam1", "a"), ("d2", "spam2", "a"), ("d2", "g3", "b")]
+    result = aggregate(answers + disputes, CLASSES, answers_per_record=2)
+    assert (result["d1"].label, result["d1"].tie, result["d1"].agreement) == ("c", True, 0.5)
+    assert (result["d2"].label, result["d2"].tie) == ("b", True)
+    # Two unknown annotators who disagree on a lone item: an exact tie, broken by label order.
+    for labels, expected in ((["x", "y"], "x"), (["y", "x"], "y")):
+        lone = aggregate([(1, "u1", "y"), (1, "u2", "x")], labels, answers_per_record=2)
+        assert lone[1].label == expected and lone[1].tie and lone[1].confidence == pytest.approx(0.5)
+
+
+def test_crowd_model_is_deterministic_and_ignores_the_order_of_answers():
+    answers, _ = _synthetic_crowd(seed=5, n_items=100)
+    first, second = hierarchical_mace(answers), hierarchical_mace(answers)
+    assert first.labels == second.labels
+    assert first.annotator_accuracy == second.annotator_accuracy
+    np.testing.assert_array_equal(first.posteriors, second.posteriors)
+    shuffled = [answers[i] for i in np.random.default_rng(0).permutation(len(answers))]
+    again = hierarchical_mace(shuffled)
+    assert {i: v.label for i, v in again.labels.items()} == {i: v.label for i, v in first.labels.items()}
+    for annotator, value in first.annotator_accuracy.items():
+        assert again.annotator_accuracy[annotator] == pytest.approx(value)
+
+
+def test_crowd_model_validates_input_and_handles_nothing():
+    with pytest.raises(UnknownLabel):
+        hierarchical_mace([(1, "A", "z")], labels=["x", "y"])
+    with pytest.raises(UnknownLabel):
+        hierarchical_mace([(1, "A", "x")], labels=["x", "y"], gold={1: "z"})
+    with pytest.raises(ValueError):
+        hierarchical_mace([(1, "A", "x")], strength=0.0)
+    with pytest.raises(ValueError):
+        hierarchical_mace([(1, "A", "x")], max_iter=0)
+    empty = hierarchical_mace([], labels=["x", "y"])
+    assert empty.labels == {} and empty.annotator_accuracy == {} and empty.priors == {"x": 0.5, "y": 0.5}
+
+
+def test_gold_labels_give_the_track_record_without_other_annotators():
+    rng = np.random.default_rng(3)
+    answers, gold = [], {}
+    for i in range(60):
+        t = int(rng.integers(3))
+        gold[i] = CLASSES[t]  # reviewed by an admin
+        for annotator, acc in (("good", 1.0), ("bad1", 0.4), ("bad2", 0.4)):
+            answers.append((i, annotator, _noisy(rng, t, acc)))
+    answers += [("x", "good", "a"), ("x", "bad1", "b"), ("x", "bad2", "b")]
+
+    assert majority_vote(answers)["x"].label == "b"
+    result = aggregate(answers, CLASSES, answers_per_record=3, gold=gold)
+    assert result["x"].label == "a"
+    assert result["x"].confidence < 1.0  # decided by the model, not by gold
+    assert all(result[i].label == label and result[i].confidence == 1.0 for i, label in gold.items())
+    assert not any(result[i].tie for i in gold)
 
 
 @pytest.mark.parametrize("answers_per_record", [1, 2, 3])
