@@ -667,7 +667,8 @@ def _model_text(run: ModelRunInfo | None) -> str:
         scores.append(f"macro-F1 {f1}")
     quality = " · ".join(scores) if scores else "too few labels to cross-validate"
     return (f"*Latest model:* {quality}\nTrained {_when(run.created_at)} on {_plural(run.n_labels, 'label')} "
-            f"({mrkdwn_text(run.strategy, 100)}, {_duration(run.duration_seconds) or 'n/a'})")
+            f"({mrkdwn_text(run.strategy, 100)}, {_duration(run.duration_seconds) or 'n/a'})\n"
+            f"Learner: {mrkdwn_text(run.learner, 300)}")
 
 
 _AGREEMENT_NAMES = {"krippendorff_alpha": "Krippendorff's α"}

@@ -483,9 +483,11 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
         )
     run = status.latest_run
     if run is not None:
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in run.metrics.items()) or "no cross-validation yet"
+        shown = ("cv_accuracy", "cv_macro_f1", "stability_kappa")
+        metrics = ", ".join(f"{k} {run.metrics[k]:.3f}" for k in shown if k in run.metrics)
         console.print(
-            f"Model: {run.n_labels} labels, {metrics} ({run.created_at:%Y-%m-%d %H:%M} UTC)",
+            f"Model: {run.n_labels} labels, {metrics or 'no cross-validation yet'} "
+            f"({run.created_at:%Y-%m-%d %H:%M} UTC)\nLearner: {run.learner}",
             highlight=False,
             markup=False,
         )

@@ -151,9 +151,27 @@ class ModelRunInfo:
     created_at: datetime
     n_labels: int
     strategy: str
-    metrics: dict[str, float]  # cv_accuracy, cv_macro_f1 (absent when too few labels)
+    # cv_accuracy, cv_macro_f1, cv_log_likelihood (absent when too few labels); c and next_c (the
+    # regularisation of this fit and of the next); label_names_used and label_name_agreement (the
+    # label-name prior, core.learner); stability_kappa.
+    metrics: dict[str, float]
     label_counts: dict[str, int]
     duration_seconds: float
+
+    @property
+    def learner(self) -> str:
+        """The learner of this run in words, for status texts."""
+        m = self.metrics
+        text = "logistic regression" + (f", C={m['c']:g}" if "c" in m else "")
+        if "label_name_agreement" in m:
+            share = f"{m['label_name_agreement']:.0%}"
+            if m.get("label_names_used"):
+                text += f", with the label names as examples (they match {share} of the labels)"
+            else:
+                text += f"; label names not used (they match only {share} of the labels)"
+        if "next_c" in m and m["next_c"] != m.get("c"):
+            text += f"; cross-validation chose C={m['next_c']:g} for the next retrain"
+        return text
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ from core.errors import (
     StaleRecord,
     UnknownLabel,
 )
+from core.io import ImportRow
 from core.models import Annotation, Embedding, Record
 from core.service import LabelingService
 from core.store import read_session
 from core.types import LabelDef
-from tests.conftest import banking_labels, banking_rows, sqlite_only, write_csv
+from tests.conftest import banking_labels, banking_rows, make_settings, sqlite_only, write_csv
 
 LABELS = ["positive", "negative", "neutral"]
 
@@ -308,3 +309,55 @@ def test_context_binding_and_default_project(service: LabelingService) -> None:
     service.bind_context("C1", "other")
     assert service.default_project("C1") == "other"
     assert service.default_project("C2") is None
+
+
+def _named_project(service: LabelingService, labels: list[str], n: int = 24) -> list[int]:
+    """Records whose words are their label's name (so a hashing embedder puts them near the name)."""
+    service.create_project("named", labels)
+    rows = [ImportRow(line=i + 2, external_id=f"r{i}", text=f"{labels[i % len(labels)]} note {i}")
+            for i in range(n)]
+    service.import_rows("named", rows)
+    return [service.find_record("named", f"r{i}").record_id for i in range(n)]
+
+
+def test_a_retrain_uses_label_names_that_fit_and_says_so(service: LabelingService) -> None:
+    labels = ["weather", "money", "sport"]
+    ids = _named_project(service, labels)
+    for i, rid in enumerate(ids[:12]):
+        service.record_answer("named", rid, "u1", labels[i % 3])
+    run = service.retrain("named")
+    assert run is not None
+    assert run.metrics["label_names_used"] == 1.0 and run.metrics["label_name_agreement"] > 1 / 3
+    assert run.metrics["c"] == run.metrics["next_c"] == 30.0  # fewer labels than choose_c needs
+    assert "with the label names as examples" in run.learner and "C=30" in run.learner
+    classifier = service.latest_classifier("named")
+    assert classifier is not None and classifier.label_names_used_
+    assert list(classifier.classes_) == sorted(labels)
+    assert [r.learner for r in service.run_history("named")] == [run.learner]
+
+
+def test_label_names_that_contradict_the_labels_are_not_used(service: LabelingService) -> None:
+    labels = ["weather", "money", "sport"]
+    ids = _named_project(service, labels)
+    for i, rid in enumerate(ids[:12]):
+        service.record_answer("named", rid, "u1", labels[(i + 1) % 3])  # every answer is another name
+    run = service.retrain("named")
+    assert run is not None
+    assert run.metrics["label_names_used"] == 0.0 and run.metrics["label_name_agreement"] < 1 / 3
+    assert "label names not used" in run.learner
+
+
+def test_the_settings_can_turn_the_label_name_prior_off(tmp_path: Path) -> None:
+    from core.embeddings import HashingEmbedder
+
+    svc = LabelingService(make_settings(tmp_path, label_name_weight=0.0), embedder=HashingEmbedder(64))
+    try:
+        labels = ["weather", "money", "sport"]
+        ids = _named_project(svc, labels)
+        for i, rid in enumerate(ids[:12]):
+            svc.record_answer("named", rid, "u1", labels[i % 3])
+        run = svc.retrain("named")
+        assert run is not None and "label_names_used" not in run.metrics
+        assert run.learner == "logistic regression, C=30"
+    finally:
+        svc.close()
