@@ -1,7 +1,8 @@
-"""The label-efficiency benchmark on the two shared datasets, with the real embedding model.
+"""The label-efficiency benchmark on the four shared single-label datasets, with the real embedding model.
 
-    .venv/bin/python bench/simulate_datasets.py                     # both, ~10 min on 2 cores
+    .venv/bin/python bench/simulate_datasets.py                     # all four, ~40 min on 2 cores
     .venv/bin/python bench/simulate_datasets.py --dataset banking77 --seeds 1
+    .venv/bin/python bench/simulate_datasets.py --strategy random --budget 3000   # random's own curve
 
 Equivalent to ``labelbot simulate`` with the arguments listed in DATASETS. Writes, per dataset,
 ``bench/results/simulate_<name>.json``, ``.png`` and ``.md`` (the printed table). Embeddings are
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -30,12 +32,26 @@ DATASETS = {
         "label_column": "category",
         "budget": 1000,
     },
+    "hwu64": {
+        "train_path": DATA / "hwu64" / "train.csv",
+        "test_path": DATA / "hwu64" / "test.csv",
+        "text_column": "text",
+        "label_column": "label",
+        "budget": 1000,
+    },
+    "xed_en": {
+        "train_path": DATA / "xed_en" / "train.csv",
+        "test_path": DATA / "xed_en" / "test.csv",
+        "text_column": "text",
+        "label_column": "label",
+        "budget": 1000,
+    },
     "sms_spam": {
         "train_path": DATA / "sms_spam" / "SMSSpamCollection",
         "test_path": None,  # no official split: stratified held-out 20%
         "text_column": "SMS",
         "label_column": "Label",
-        "budget": 500,
+        "budget": 1000,
     },
 }
 
@@ -72,7 +88,10 @@ def main() -> None:
             cache_dir=BENCH / ".cache" / "simulate",
             progress=lambda message: print(message, flush=True),
         )
-        table = format_table(result) + "\n\n" + CODE_VERSIONS
+        means = ", ".join(f"{s} {statistics.fmean(p.accuracy for p in curve):.4f}"
+                          for s, curve in result.runs.items())
+        table = (format_table(result) + f"\n\nMean accuracy over the evaluation points: {means}\n\n"
+                 + CODE_VERSIONS)
         print("\n" + table + "\n", flush=True)
         stem = args.out / f"simulate_{name}" if args.strategy == "margin-kmeans" else \
             args.out / f"simulate_{name}_{args.strategy}"
