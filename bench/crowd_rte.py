@@ -51,7 +51,7 @@ DATA = Path(os.environ.get("LABELBOT_DATASETS", Path(__file__).resolve().parents
 LABELS = ("entailed", "not_entailed")
 KS = (3, 5, 10)
 SAMPLES = 10  # seeded samples per k below 10
-STRENGTHS = (2.0, 4.0, 16.0)  # besides the default, agg.SHRINKAGE
+STRENGTHS = (2.0, 4.0, 6.0, 12.0, 16.0)  # besides the default, agg.SHRINKAGE
 
 Triple = tuple[str, str, str]
 

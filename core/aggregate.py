@@ -340,10 +340,12 @@ def dawid_skene(
 
 # Pseudo-answers that pull an annotator's estimates towards the crowd's. With 8, an annotator with
 # 8 answers is judged half on their own record and half on the typical annotator's. Chosen on
-# rte_crowd (any value from 6 to 12 beats Dawid-Skene there at 3, 5 and 10 answers per item; 1-4
-# fall one to three items short at 10) and checked on simulated crowds; see docs/benchmarks.md.
+# rte_crowd, where 4 to 16 all beat majority vote and match or beat Dawid-Skene (Laplace 1.0) at 3,
+# 5 and 10 answers per item, and 2 falls one item short at 10; checked on simulated crowds too
+# (docs/benchmarks.md, "Real crowd: RTE (issue 11)").
 SHRINKAGE = 8.0
 _CHUNK = 1 << 16  # answers per block in the EM steps: bounds the (answers x labels) temporaries
+_PROBE_ITERATIONS = 10  # EM iterations from each start before the better one is kept
 _TIE_TOLERANCE = 1e-9  # posteriors this close (relative) count as equal, so symmetric cases break alike
 
 
@@ -471,6 +473,17 @@ class _Mace:
         return float(np.sum(np.log(norm) + top))
 
 
+@dataclass
+class _Run:
+    """One EM run of :func:`hierarchical_mace` from one start."""
+
+    model: _Mace
+    post: np.ndarray
+    n_iter: int = 0
+    converged: bool = False
+    log_lik: float = -np.inf
+
+
 def hierarchical_mace(
     answers: Iterable[Answer],
     labels: Sequence[str] | None = None,
@@ -478,7 +491,7 @@ def hierarchical_mace(
     strength: float = SHRINKAGE,
     gold: Mapping[Hashable, str] | None = None,
     max_iter: int = 100,
-    tol: float = 1e-5,
+    tol: float = 1e-4,
 ) -> CrowdModelResult:
     """MACE (Hovy et al. 2013) with class-dependent guesses and per-annotator shrinkage, by EM.
 
@@ -492,8 +505,10 @@ def hierarchical_mace(
     Shrinkage: each annotator's ``theta_a`` and ``xi_a[t]`` are posterior means under a Beta /
     Dirichlet prior worth ``strength`` answers and centred on the average annotator (each counts
     once), so an annotator with a few answers is judged mostly as a typical member of the crowd
-    and one with hundreds mostly on their own record. EM starts from the soft majority vote and
-    stops when the log-likelihood per answer changes by less than ``tol``, or after ``max_iter``
+    and one with hundreds mostly on their own record. EM runs 10 iterations from two starts (the
+    soft majority vote, and Dawid-Skene's posteriors), goes on from the one whose fit explains the
+    answers better, and stops when the log-likelihood per answer changes by less than ``tol`` (the
+    labels settle long before: the rest is the crowd's centre creeping), or after ``max_iter``
     iterations. Deterministic; numpy only.
 
     The model learns from items with two or more answers and from ``gold`` items (item -> label,
@@ -533,35 +548,39 @@ def hierarchical_mace(
     gold_class = np.full(enc.n_items, -1, dtype=np.intp)
     gold_class[gold_rows] = gold_post.argmax(axis=1)
 
-    def fit(post: np.ndarray) -> tuple[_Mace, np.ndarray, int, bool, float]:
-        """EM from the posteriors ``post``: model, posteriors, iterations, convergence, log-likelihood."""
-        model = _Mace(enc, learn_rows, strength)
-        post = post.copy()
-        post[gold_rows] = gold_post
-        converged, n_iter, previous = False, 0, -np.inf
-        for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported after the loop)
-            model.m_step(post, fitted)
-            log_lik = model.e_step(post, free, free_answers)
-            if abs(log_lik - previous) < tol * len(learn_rows):
-                converged = True
-                break
-            previous = log_lik
-        model.m_step(post, fitted)  # parameters consistent with the final posteriors
-        log_lik = model.e_step(post.copy(), free, free_answers) + float(np.sum(
-            np.log(model.confusion[enc.annotator[gold_answers], gold_class[enc.item[gold_answers]],
-                                   enc.label[gold_answers]])))  # fmt: skip
-        return model, post, n_iter, converged, log_lik
+    def start(post: np.ndarray) -> _Run:
+        run = _Run(_Mace(enc, learn_rows, strength), post.copy())
+        run.post[gold_rows] = gold_post
+        return run
+
+    def advance(run: _Run, until: int) -> _Run:
+        """EM iterations until convergence or ``until`` iterations in all."""
+        while not run.converged and run.n_iter < until:
+            run.n_iter += 1
+            run.model.m_step(run.post, fitted)
+            log_lik = run.model.e_step(run.post, free, free_answers)
+            run.converged = abs(log_lik - run.log_lik) < tol * len(learn_rows)
+            run.log_lik = log_lik
+        return run
+
+    def explained(run: _Run) -> float:
+        """Log-likelihood of all the answers learnt from (those on gold items given their gold label)."""
+        on_gold = run.model.confusion[enc.annotator[gold_answers], gold_class[enc.item[gold_answers]],
+                                      enc.label[gold_answers]]  # fmt: skip
+        return run.log_lik + float(np.sum(np.log(on_gold)))
 
     # EM finds a local optimum, and which one depends on the start. Two starts: the soft majority
     # vote, and Dawid-Skene's posteriors (which escape a majority of spammers who all give one
-    # answer, where the majority start stays); the fit that explains the answers better wins.
-    model = _Mace(enc, learn_rows, strength)
+    # answer, where the majority start stays). After a few iterations the one that explains the
+    # answers better goes on (the first on a tie); the other is dropped.
     post = np.divide(counts, n_votes[:, None], out=np.full_like(counts, 1.0 / k), where=n_votes[:, None] > 0)
-    n_iter, converged = 0, True
+    best = _Run(_Mace(enc, learn_rows, strength), post, converged=True)
     if len(learn_rows):
-        ds_post = _dawid_skene_em(enc.subset(learn_rows), gold, max_iter, tol, smoothing=0.01)[0]
-        fits = [fit(post), fit(ds_post)]
-        model, post, n_iter, converged, _ = max(fits, key=lambda f: f[4])  # the first on a tie
+        ds_post = _dawid_skene_em(enc.subset(learn_rows), gold, _PROBE_ITERATIONS, tol, smoothing=0.01)[0]
+        runs = [advance(start(post), _PROBE_ITERATIONS), advance(start(ds_post), _PROBE_ITERATIONS)]
+        best = advance(max(runs, key=explained), max_iter)
+        best.model.m_step(best.post, fitted)  # parameters consistent with the final posteriors
+    model, post, n_iter, converged = best.model, best.post, best.n_iter, best.converged
     # Items the model did not learn from (one answer, no gold) get their posteriors from it now.
     single = np.flatnonzero(~is_fitted)
     if len(single):

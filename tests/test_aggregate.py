@@ -551,3 +551,18 @@ def test_agreement_with_aggregate():
     ]  # fmt: skip
     decided = majority_vote(answers[:-1])
     assert agreement_with_aggregate(answers, decided) == pytest.approx({"u1": 1.0, "u2": 0.5, "u3": 0.5})
+
+
+@pytest.mark.parametrize("group_size", [3, 70])  # rank passes below 65 answers per key, reduceat above
+def test_grouped_sums_equal_add_at(group_size):
+    from core.aggregate import _Grouped
+
+    rng = np.random.default_rng(group_size)
+    keys = rng.integers(0, 4000 // group_size, size=4000)
+    rows = np.flatnonzero(rng.random(4000) < 0.9)
+    values = rng.random((4000, 5))
+    expected = np.zeros((keys.max() + 1, 5))
+    np.add.at(expected, keys[rows], values[rows])
+    grouped = _Grouped(keys, rows)
+    assert (grouped.by_rank is None) == (np.bincount(keys[rows]).max() > 64)
+    np.testing.assert_allclose(grouped.sums(lambda r: values[r], keys.max() + 1, 5), expected)
