@@ -948,7 +948,7 @@ def me_message(status: ProjectStatus, user_id: str) -> Message:
         lines.append(f"Gold questions (records with an admin's label): {stats.gold_correct:,} of "
                      f"{stats.gold_answers:,} right")
     if (accuracy := _pct(stats.estimated_accuracy)) is not None:
-        lines.append(f"Estimated accuracy (Dawid-Skene): {accuracy}")
+        lines.append(f"Estimated accuracy (crowd model): {accuracy}")
     blocks.append(_section("\n".join(lines), "me.figures"))
     pairs = [pair for pair in status.pairs if user_id in (pair.first, pair.second)]
     if pairs:
