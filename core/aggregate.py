@@ -340,9 +340,9 @@ def dawid_skene(
 
 # Pseudo-answers that pull an annotator's estimates towards the crowd's. With 8, an annotator with
 # 8 answers is judged half on their own record and half on the typical annotator's. Chosen on
-# rte_crowd, where 4 to 16 all beat majority vote and match or beat Dawid-Skene (Laplace 1.0) at 3,
-# 5 and 10 answers per item, and 2 falls one item short at 10; checked on simulated crowds too
-# (docs/benchmarks.md, "Real crowd: RTE (issue 11)").
+# rte_crowd, where 6 to 16 all beat majority vote and match or beat Dawid-Skene (Laplace 1.0) at 3,
+# 5 and 10 answers per item, and 2 and 4 fall one item short at 10 (of 800); checked on simulated
+# crowds too (docs/benchmarks.md, "Real crowd: RTE (issue 11)").
 SHRINKAGE = 8.0
 _CHUNK = 1 << 16  # answers per block in the EM steps: bounds the (answers x labels) temporaries
 _PROBE_ITERATIONS = 10  # EM iterations from each start before the better one is kept
