@@ -21,6 +21,7 @@ Candidates (``--learners``):
 
     .venv/bin/python bench/learners.py                                    # all, 3 seeds, ~15 min
     .venv/bin/python bench/learners.py --dataset hwu64 --learners lr,names --strategies margin-kmeans
+    .venv/bin/python bench/learners.py --learners names-choose-c --factors 10,20,40,80
     .venv/bin/python bench/learners.py --cost                             # CPU s per retrain, 10k/100k
 
 Writes bench/results/learners.json.
@@ -200,7 +201,8 @@ def replay(
                 proba=None, embeddings=X, candidates=candidates, classes=(), n=n, rng=rng, labeled=labeled
             )
         else:
-            picks = get_strategy(strategy).query(
+            name, _, factor = strategy.partition("@")  # "margin-kmeans@40": that band factor
+            picks = get_strategy(name, **({"factor": int(factor)} if factor else {})).query(
                 proba=None,
                 scores=model.score_pool(X),
                 embeddings=X,
@@ -291,6 +293,7 @@ def main() -> None:
     parser.add_argument("--strategies", default="margin-kmeans,random")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--factors", default="", help="margin-kmeans band factors to compare, e.g. 10,40")
     parser.add_argument("--cost", action="store_true", help="only time a retrain at 10k and 100k rows")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "learners.json")
     args = parser.parse_args()
@@ -316,7 +319,12 @@ def main() -> None:
             results[name] = {"full_pool_accuracy": full}
             for learner in args.learners.split(","):
                 fit = make_fit(learner, X, names)
-                for strategy in args.strategies.split(","):
+                strategies = args.strategies.split(",")
+                if args.factors:
+                    strategies = [f"margin-kmeans@{f}" for f in args.factors.split(",")] + [
+                        s for s in strategies if s != "margin-kmeans"
+                    ]
+                for strategy in strategies:
                     runs = [
                         replay(X, y, Xt, yt, fit, strategy, seed, args.budget) for seed in range(args.seeds)
                     ]

@@ -36,7 +36,7 @@ from core import io
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, label_text, make_embedder
 from core.errors import LabelbotError
-from core.learner import EmbeddingClassifier
+from core.learner import DEFAULT_C, EmbeddingClassifier, choose_c, cross_validated_metrics
 from core.service import LabelingService
 from core.strategies import STRATEGIES
 
@@ -342,13 +342,22 @@ def run_simulation(
     train_X = cached.encode(texts)
     test_X = cached.encode(test_texts)
 
-    # The project's learner on every training label (with the label-name prior, as the service fits it).
+    # The project's learner on every training label: the label-name prior and the C cross-validation
+    # chooses, as the service's retrains fit it.
     label_vectors = dict(zip(labels, cached.encode([label_text(label) for label in labels]), strict=True))
-    full = EmbeddingClassifier(
-        random_state=0, label_vectors=label_vectors, label_weight=base.label_name_weight
-    ).fit(train_X, np.asarray(gold, dtype=object))
+
+    def learner(C: float = DEFAULT_C) -> EmbeddingClassifier:
+        return EmbeddingClassifier(
+            C=C, random_state=0, label_vectors=label_vectors, label_weight=base.label_name_weight
+        )
+
+    all_labels = np.asarray(gold, dtype=object)
+    metrics = cross_validated_metrics(train_X, all_labels, estimator_factory=learner)
+    c = choose_c(train_X, all_labels, estimator_factory=learner, current=DEFAULT_C, current_metrics=metrics)
+    full = learner(c).fit(train_X, all_labels)
     full_acc, full_f1 = _scores(test_gold, full.predict(test_X))
-    _emit(progress, f"Full-pool accuracy {full_acc:.3f} (macro-F1 {full_f1:.3f}) on {len(texts)} labels")
+    _emit(progress, f"Full-pool accuracy {full_acc:.3f} (macro-F1 {full_f1:.3f}) on {len(texts)} labels "
+                    f"(C={c:g})")
 
     strategies = (strategy,) if strategy == BASELINE else (strategy, BASELINE)
     per_seed: dict[str, list[list[CurvePoint]]] = {s: [] for s in strategies}

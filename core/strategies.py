@@ -35,8 +35,17 @@ _KMEANS_MAX_ITER = 20
 # capped so that k-means stays around a second even for a 500-record batch.
 COLD_START_SUBSAMPLE = 10_000
 _COLD_START_ROWS_PER_CLUSTER = 20
-# Margin-k-means clusters the ~10x batch most uncertain candidates (the team's recipe).
-UNCERTAIN_POOL_FACTOR = 10
+# Margin-k-means clusters the f x batch most uncertain candidates, f = (labels / 2) clipped to [10, 40]:
+# the team's recipe is 10; many labels have many uncertain regions, and a batch covers more of them
+# from a wider band. Evidence (bench/learners.py, learner with the label-name prior and chosen C, mean
+# test accuracy over 10-1000 labels, 3 seeds; docs/benchmarks.md): more labels gain from a wider band
+# up to f=40 (at 80 the late picks are too certain), two labels lose a little.
+MIN_UNCERTAIN_POOL_FACTOR, MAX_UNCERTAIN_POOL_FACTOR = 10, 40
+
+
+def uncertain_pool_factor(n_labels: int) -> int:
+    """How many times the batch the band of most uncertain candidates that margin-k-means clusters."""
+    return int(min(MAX_UNCERTAIN_POOL_FACTOR, max(MIN_UNCERTAIN_POOL_FACTOR, n_labels // 2)))
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,7 @@ class EntropySampling(_UncertaintyStrategy):
 class MarginKMeans(QueryStrategy):
     """Uncertain *and* diverse: margin sampling spread out with k-means.
 
-    Takes the ``UNCERTAIN_POOL_FACTOR`` x k candidates with the smallest margin, clusters
+    Takes the f x k candidates with the smallest margin (f from :func:`uncertain_pool_factor`), clusters
     their embeddings into k groups and picks one record per group, so a batch does not spend
     many questions on near-duplicates of one confusing message.
 
@@ -345,13 +354,14 @@ class MarginKMeans(QueryStrategy):
 
     name = "margin-kmeans"
 
-    def __init__(self, pick: str = "central", chunk: int = 10) -> None:
+    def __init__(self, pick: str = "central", chunk: int = 10, factor: int | None = None) -> None:
         if pick not in ("uncertain", "central"):
             raise ValueError("pick must be 'uncertain' (smallest margin per cluster) or 'central'.")
         if chunk < 1:
             raise ValueError("chunk must be at least 1.")
         self.pick = pick
         self.chunk = chunk
+        self.factor = factor  # None: uncertain_pool_factor(number of labels)
 
     def query(
         self, *, proba, embeddings, candidates, classes, n, rng, labeled=None, batch_size=None, scores=None
@@ -363,19 +373,20 @@ class MarginKMeans(QueryStrategy):
         cand = _check(proba, embeddings, candidates, classes, scores)
         n = min(max(n, 0), len(cand))
         m = model.margin()[cand]
-        # Smallest margin first, random ties. The chunks below use at most UNCERTAIN_POOL_FACTOR x n
-        # positions (each takes 10 x k and picks k), so only those are ranked: on a 1M pool sorting
+        # Smallest margin first, random ties. The chunks below use at most factor x n
+        # positions (each takes factor x k and picks k), so only those are ranked: on a 1M pool sorting
         # every candidate took longer than the clustering.
-        ranked = _rank(-m, rng, top=UNCERTAIN_POOL_FACTOR * n)
+        factor = self.factor or uncertain_pool_factor(len(classes))
+        ranked = _rank(-m, rng, top=factor * n)
         chosen: list[int] = []
         start = 0
         while len(chosen) < n and start < len(ranked):
             k = min(batch_size or self.chunk, n - len(chosen))
-            pool = ranked[start : start + UNCERTAIN_POOL_FACTOR * k]
+            pool = ranked[start : start + factor * k]
             start += len(pool)
             chosen += self._one_per_cluster(pool, k, embeddings[cand[pool]], rng)
         if len(chosen) < n:
-            # Fewer than 10 x n candidates: the bands ran out; fill with the most uncertain left.
+            # Fewer than factor x n candidates: the bands ran out; fill with the most uncertain left.
             taken = set(chosen)
             chosen += [int(j) for j in ranked if j not in taken][: n - len(chosen)]
             position = np.empty(len(cand), dtype=np.int64)
