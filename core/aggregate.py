@@ -20,9 +20,9 @@ an item always gets a label (the one the crowd gave that is most likely once eac
 estimated reliability is weighed; one answer is taken as it is), and ``tie`` says the crowd split
 evenly (two or more labels share the top vote count), which keeps the record in the review queue
 until an admin decides. Why this model and not Dawid–Skene: on real crowds most workers answer a
-handful of items, and a full confusion matrix per worker learnt from ~20 answers overfits (and
-with three answers per item Dawid–Skene can drift into labelling nearly everything one class);
-see docs/benchmarks.md, "Real crowd: RTE (issue 11)". :func:`majority_vote` and
+handful of items, and a full confusion matrix per worker learnt from ~20 answers overfits (on the
+RTE crowd with three answers per item, Dawid–Skene with Laplace smoothing falls below majority
+vote); see docs/benchmarks.md, "Real crowd: RTE (issue 11)". :func:`majority_vote` and
 :func:`dawid_skene` stay as references, and leave ``label=None`` on a tie.
 """
 
