@@ -92,15 +92,16 @@ def _available() -> Any:
 
 _AVAILABLE = _available()
 # Built once: composing and cache-keying these costs more CPU per click than SQLite takes to run them.
+_CARD_COLUMNS = (
+    Record.id,
+    Record.external_id,
+    Record.text,
+    QueueItem.predicted_label,
+    QueueItem.confidence,
+    QueueItem.reason,
+)
 _RANKED = (
-    select(
-        Record.id,
-        Record.external_id,
-        Record.text,
-        QueueItem.predicted_label,
-        QueueItem.confidence,
-        QueueItem.reason,
-    )
+    select(*_CARD_COLUMNS)
     .join(QueueItem, QueueItem.record_id == Record.id)
     .where(_AVAILABLE, QueueItem.project_id == bindparam("project_id"), QueueItem.gold.is_(False))
     .order_by(QueueItem.position)
@@ -145,14 +146,7 @@ def _gold_queries() -> tuple[Any, Any, Any]:
 
 _PROJECT_HAS_GOLD, _CARDS_SO_FAR, _GOLD_CANDIDATES = _gold_queries()
 _GOLD_CARDS = (
-    select(
-        Record.id,
-        Record.external_id,
-        Record.text,
-        QueueItem.predicted_label,
-        QueueItem.confidence,
-        QueueItem.reason,
-    )
+    select(*_CARD_COLUMNS)
     .join(QueueItem, QueueItem.record_id == Record.id)
     .where(QueueItem.project_id == bindparam("project_id"), QueueItem.gold.is_(True))
     .where(Record.id.in_(bindparam("ids", expanding=True)))
