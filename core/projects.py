@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from core.config import DEFAULT_GOLD_RATE
 from core.errors import LabelbotError, ProjectExists, ProjectNotFound
 from core.models import ContextBinding, Project, utcnow
 from core.store import upsert
@@ -211,5 +210,7 @@ def _info(pid: int, name: str, labels: list[dict], settings: dict, created_at: A
         strategy=str(settings.get("strategy", "margin-kmeans")),
         created_at=created_at,
         extra_answer_on_disagreement=bool(settings.get("extra_answer_on_disagreement", False)),
-        gold_rate=float(settings.get("gold_rate", DEFAULT_GOLD_RATE)),
+        # New projects store their rate; one made before gold questions keeps working as it did: its
+        # admins' past review decisions are not handed to labelers until someone sets a rate.
+        gold_rate=float(settings.get("gold_rate", 0.0)),
     )

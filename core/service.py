@@ -385,7 +385,8 @@ class LabelingService:
             should_stop=should_stop,
         )
         # The label-name prior's vectors, made here so the training worker need not load the model.
-        embedding_job.label_vectors(self.engine, state.info, target, lambda: self.embedder_for(target))
+        if self.settings.label_name_weight > 0 and not result.stopped:
+            embedding_job.label_vectors(self.engine, state.info, target, lambda: self.embedder_for(target))
         if result.switched:  # the queue was ranked on the old vectors
             self.request_retrain(state.info.id)
         elif result.embedded:
@@ -633,8 +634,8 @@ class LabelingService:
         ids = [rid for rid, _ in hits]
         with reading(self.engine) as conn:
             rows = handout.records_by_id(conn, ids)
-            # Crowd aggregates need every answer; k < 3 aggregates are per record.
-            given = answers.load(conn, state.info.id, ids if state.info.answers_per_record < 3 else None)
+            # The crowd model weighs each answer by its annotator, judged on all their answers.
+            given = answers.load(conn, state.info.id)
         finals = training.aggregate_answers(state.info, given)
         guess = self.pools.guess(state)
         out = []
@@ -700,9 +701,12 @@ class LabelingService:
         names: dict[str, np.ndarray] = {}
         if weight > 0:
             model = self.pools.model_of(state)
-            names = embedding_job.label_vectors(
-                self.engine, state.info, model, lambda: self.embedder_for(model)
-            )
+            try:
+                names = embedding_job.label_vectors(
+                    self.engine, state.info, model, lambda: self.embedder_for(model)
+                )
+            except Exception as exc:  # e.g. the model cannot load here: train without the prior
+                log.warning("Retraining %s without its label names: %s", state.info.name, exc)
         with reading(self.engine) as conn:
             latest = training.run_history(conn, state.info, latest_only=True)
         c = latest[0].metrics.get("next_c", DEFAULT_C) if latest else DEFAULT_C

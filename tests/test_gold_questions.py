@@ -361,3 +361,27 @@ def test_the_cli_sets_and_lists_the_gold_rate_and_hands_out_and_scores_gold_ques
     status = json.loads(run("status", "p", "--json"))
     ann = next(a for a in status["annotators"] if a["user"] == "ann")
     assert (ann["gold_correct"], ann["gold_answers"]) == (sum(topic(int(g)) == "money" for g in golds), 4)
+
+
+def test_a_project_from_before_gold_questions_hands_out_no_gold_until_a_rate_is_set(
+    service: LabelingService,
+) -> None:
+    from sqlalchemy import select, update
+
+    from core.models import Project
+
+    assert service.get_project("p").gold_rate == RATE
+    pid = service.get_project("p").id
+    with service.engine.begin() as conn:  # settings as an older release stored them: no gold_rate
+        stored = conn.execute(select(Project.settings).where(Project.id == pid)).scalar_one()
+        old = {k: v for k, v in stored.items() if k != "gold_rate"}
+        conn.execute(
+            update(Project).where(Project.id == pid).values(settings=old, version=Project.version + 1)
+        )
+    assert service.get_project("p").gold_rate == 0.0
+    golds = set(set_gold(service, range(0, 10)))
+    cards = label_one_by_one(service, "alice", 20)
+    assert len(cards) == 20 and not {card.record_id for card in cards} & golds
+    service.configure_project("p", gold_rate=RATE)
+    service.retrain("p")
+    assert {card.record_id for card in label_one_by_one(service, "alice", 20)} & golds
