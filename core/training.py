@@ -2,8 +2,9 @@
 aggregate labels, rank the pool with the project's strategy, and swap the ranked queue atomically.
 
 A retrain has a critical path (labels → fit → predict → rank → one transaction writing the run and the
-new queue) and a tail that does not change the queue (cross-validated metrics and prediction
-stability, written onto the run afterwards): labelers get the new ranking as soon as it exists.
+new queue) and a tail that does not change the ranked queue (the gold questions' rows, from a second fit
+without their gold labels; cross-validated metrics, the next C and prediction stability, written onto
+the run afterwards): labelers get the new ranking as soon as it exists.
 """
 
 from __future__ import annotations
@@ -123,23 +124,6 @@ def retrain(
         }
         for position, pick in enumerate(picks)
     ]
-    # Gold questions' cards show the guess of a model that never saw their gold labels (core.gold).
-    gold_ids = [row[0] for row in answers if row[3] == "review"] if info.gold_rate > 0 else []
-    gold_queue = (
-        held_out_queue_rows(
-            project_id=info.id,
-            strategy=info.strategy,
-            record_ids=pool.ids,
-            vectors=pool.vectors,
-            labeled_rows=labeled_rows,
-            y=y,
-            gold_rows=np.flatnonzero(np.isin(pool.ids, np.asarray(gold_ids, dtype=np.int64))),
-            rng=np.random.default_rng(len(y)),
-            learner=learner,
-        )
-        if gold_ids
-        else []
-    )
     label_counts = {name: 0 for name in info.label_names}
     for label in y:
         label_counts[label] = label_counts.get(label, 0) + 1
@@ -172,13 +156,12 @@ def retrain(
             catalog.set_latest_run(conn, info.id, run_id)
             run = _run_info(conn, run_id, info.name)
         # The new queue replaces the old one in this same transaction: readers see one or the other.
-        conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id))
+        conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id, QueueItem.gold.is_(False)))
         if queue_rows:
             conn.execute(insert(QueueItem), queue_rows)
-        if gold_queue:
-            conn.execute(insert(QueueItem), gold_queue)
     guesses = guess_table(run.id, pool, scores, classes) if run is not None and scores is not None else None
     pools.remember_guesses(info.id, guesses)
+    replace_gold_queue(engine, info, answers, pool, labeled_rows, y, learner)
     if run is None or classifier is None or scores is None:
         return Trained(run, guesses, fingerprint)
     # The tail: metrics that describe the run but never change the queue. If they fail, the run and
@@ -199,6 +182,40 @@ def retrain(
     except Exception:
         log.exception("Metrics of run %s of %s failed; the run and its queue stand", run.id, info.name)
     return Trained(run, guesses, fingerprint)
+
+
+def replace_gold_queue(
+    engine: Engine,
+    info: ProjectInfo,
+    answers: list[tuple],
+    pool: Pool,
+    labeled_rows: np.ndarray,
+    y: np.ndarray,
+    learner: Callable[..., EmbeddingClassifier],
+) -> None:
+    """Gold questions' queue rows: their cards show the guess of a model that never saw their gold labels
+    (``core.gold``). After the swap, so the new queue never waits for this second fit."""
+    gold_ids = [row[0] for row in answers if row[3] == "review"] if info.gold_rate > 0 else []
+    rows = (
+        held_out_queue_rows(
+            project_id=info.id,
+            strategy=info.strategy,
+            record_ids=pool.ids,
+            vectors=pool.vectors,
+            labeled_rows=labeled_rows,
+            y=y,
+            gold_rows=np.flatnonzero(np.isin(pool.ids, np.asarray(gold_ids, dtype=np.int64))),
+            rng=np.random.default_rng(len(y)),
+            learner=learner,
+        )
+        if gold_ids
+        else []
+    )
+    with writing(engine) as conn:
+        handout.lock_hand_outs(conn, info.id)
+        conn.execute(delete(QueueItem).where(QueueItem.project_id == info.id, QueueItem.gold.is_(True)))
+        if rows:
+            conn.execute(insert(QueueItem), rows)
 
 
 def label_name_metrics(classifier: EmbeddingClassifier) -> dict[str, float]:
