@@ -59,8 +59,12 @@ def test_full_cli_workflow(tmp_path: Path) -> None:
             assert item["id"] in gold and item["reason"]
             assert "saved" in run("answer", "bank", item["id"], gold[item["id"]], "-u", "ann")
     assert "unchanged" in run("answer", "bank", listed[0]["id"], gold[listed[0]["id"]], "-u", "ann")
-    assert "Trained on 40 labels" in run("retrain", "bank")
+    trained = run("retrain", "bank")
+    assert "Trained on 40 labels" in trained and "Learner: logistic regression, C=30" in trained
+    assert "label_name_agreement" not in trained  # the learner's own figures are said in words
     status = json.loads(run("status", "bank", "--json"))
+    assert "label_names_used" in status["latest_run"]["metrics"]
+    assert "Learner: logistic regression" in run("status", "bank")
     assert status["labeled"] == 40 and status["total"] == 300
     assert status["annotators"][0]["user"] == "ann" and status["annotators"][0]["answers"] == 40
     assert status["latest_run"]["n_labels"] == 40
