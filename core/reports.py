@@ -49,13 +49,20 @@ def status(
     for rid, who, label, source, shown_at, created_at in answers:
         per_user[who].append((rid, label, shown_at, created_at, source))
     gold = {rid: label for rid, _, label, source, *_ in answers if source == "review"}
+    # A gold question is an answer given after the record had its gold label: earlier answers on a
+    # record an admin then reviewed were part of the dispute, not a test.
+    gold_since = {rid: created_at for rid, _, _, source, _, created_at in answers if source == "review"}
     estimated = {}
     if info.answers_per_record >= 3 and triples:
         # Answers on gold records (gold questions, reviewed records) count against the gold label.
         estimated = agg.hierarchical_mace(triples, labels=info.label_names, gold=gold).annotator_accuracy
     annotators = []
     for who, items in per_user.items():
-        on_gold = [label == gold[rid] for rid, label, *_, src in items if src != "review" and rid in gold]
+        on_gold = [
+            label == gold[rid]
+            for rid, label, _, created_at, src in items
+            if src != "review" and rid in gold and created_at > gold_since[rid]
+        ]
         seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
         # A gold decision agrees with the aggregate by definition, and a tie's label sides with half
         # the crowd until an admin decides: leave both out of agreement.

@@ -181,7 +181,7 @@ class AnnotatorStats:
     median_seconds: float | None = None
     agreement: float | None = None  # share of answers equal to the aggregate label
     estimated_accuracy: float | None = None  # hierarchical MACE (gold answers count), when k >= 3
-    gold_answers: int = 0  # answers to records with a gold label (gold questions, reviewed records)
+    gold_answers: int = 0  # answers given to records after they had a gold label (gold questions)
     gold_correct: int = 0  # ... equal to the gold label
 
 
