@@ -173,6 +173,18 @@ class _Encoded:
         return counts
 
 
+def _encoded_with_gold(
+    answers: Iterable[Answer], labels: Sequence[str] | None, gold: Mapping[Hashable, str] | None
+) -> tuple[dict[Hashable, str], _Encoded]:
+    """The gold labels as a dict and the answers encoded with the gold items and labels among them."""
+    gold = dict(gold or {})
+    enc = _Encoded(answers, labels, extra_items=gold, extra_labels=gold.values())
+    unknown = sorted(set(gold.values()) - set(enc.classes))
+    if unknown:
+        raise UnknownLabel(f"Gold labels not in the label set {list(enc.classes)}: {unknown}.")
+    return gold, enc
+
+
 def _make_label(
     scores: np.ndarray, votes: np.ndarray, classes: Sequence[str], chosen: int | None = None
 ) -> AggregateLabel:
@@ -302,11 +314,7 @@ def dawid_skene(
     if not smoothing > 0:
         # Without pseudo-counts a zero in a confusion matrix can rule out every class for an item.
         raise ValueError(f"smoothing must be positive, got {smoothing}.")
-    gold = dict(gold or {})
-    enc = _Encoded(answers, labels, extra_items=gold, extra_labels=gold.values())
-    unknown = sorted(set(gold.values()) - set(enc.classes))
-    if unknown:
-        raise UnknownLabel(f"Gold labels not in the label set {list(enc.classes)}: {unknown}.")
+    gold, enc = _encoded_with_gold(answers, labels, gold)
 
     k = enc.n_classes
     if enc.n_items == 0 or k == 0:
@@ -522,11 +530,7 @@ def hierarchical_mace(
         raise ValueError(f"max_iter must be at least 1, got {max_iter}.")
     if not strength > 0:
         raise ValueError(f"strength must be positive, got {strength}.")
-    gold = dict(gold or {})
-    enc = _Encoded(answers, labels, extra_items=gold, extra_labels=gold.values())
-    unknown = sorted(set(gold.values()) - set(enc.classes))
-    if unknown:
-        raise UnknownLabel(f"Gold labels not in the label set {list(enc.classes)}: {unknown}.")
+    gold, enc = _encoded_with_gold(answers, labels, gold)
     k = enc.n_classes
     if enc.n_items == 0 or k == 0:
         return CrowdModelResult({}, {}, {}, {}, {c: 1.0 / k for c in enc.classes}, enc.classes, (),
