@@ -4,8 +4,11 @@ Each request is handled on one of ``threads`` worker threads, so one slow click 
 user's ack. Waitress reads requests on its own I/O thread and hands a worker only a complete request:
 a body over ``max_body_bytes`` (Content-Length, or chunked) is refused with 413, unread, and a connection
 that sends nothing for ``read_timeout`` seconds (a stalled half request, an idle keep-alive) is closed.
-Extra routes (the playground, ``/healthz`` for load balancers) plug in. Why waitress, figures, and
-running it behind a reverse proxy: docs/server.md.
+A request to ``/slack/events`` reaches bolt only once its Slack signature is verified (401 otherwise)
+and its body has the shape of a Slack request (400 otherwise), each refusal one log line: bolt parses
+the body before it checks the signature, and a body it cannot parse costs a traceback and a 500.
+Extra routes (the playground, ``/healthz`` for load balancers) plug in and are not signed. Why waitress,
+figures, and running it behind a reverse proxy: docs/server.md.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest
+from slack_sdk.signature import SignatureVerifier
 from waitress import wasyncore
 from waitress.server import create_server
 
@@ -31,9 +37,15 @@ HEALTH_PATH = "/healthz"
 RouteResult = tuple[int, dict[str, str], bytes] | None
 Route = Callable[[str, str, dict[str, str], bytes], RouteResult]
 
-MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KiB; a modal's state stays far below this
-READ_TIMEOUT = 10  # whole seconds (waitress's unit)
+# Slack's payloads are a few KiB; a block_actions payload carrying a full card and a modal's state
+# stays in the tens of KiB. 1 MiB leaves a wide margin and bounds what one request can make us hold.
+MAX_BODY_BYTES = 1024 * 1024
+# Whole seconds (waitress's unit) without a byte before a connection is closed; checked every second,
+# so a stalled client is gone within 9 s. Keep a proxy's idle keep-alive below it (docs/server.md).
+READ_TIMEOUT = 8
+SIGNATURE_WINDOW = 5 * 60  # seconds between a request's X-Slack-Request-Timestamp and now (Slack's rule)
 THREADS = 32
+STOP_GRACE = 3.0  # seconds requests already read get to finish on stop(): Slack waits 3 s for an ack
 # Headers a WSGI app must not set (waitress refuses them); the server writes its own Content-Length.
 _HOP_BY_HOP = frozenset({"connection", "content-length", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailers", "transfer-encoding", "upgrade"})
@@ -67,6 +79,7 @@ class SlackHTTPServer:
 
     The socket is bound and listening once this returns; ``max_body_bytes``, ``read_timeout`` (seconds
     without a byte from a client before its connection is closed) and ``threads`` tune waitress.
+    ``signing_secret`` (default: the App's) verifies requests to ``/slack/events`` before bolt sees them.
     """
 
     def __init__(
@@ -79,9 +92,15 @@ class SlackHTTPServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         read_timeout: int = READ_TIMEOUT,
         threads: int = THREADS,
+        signing_secret: str | None = None,
     ) -> None:
         if read_timeout < 1 or int(read_timeout) != read_timeout:
             raise ValueError("read_timeout is a whole number of seconds, at least 1")
+        # The App's own secret unless told otherwise: bolt checks it again, we check it first.
+        secret = signing_secret if signing_secret is not None else getattr(app, "_signing_secret", None)
+        if not secret:
+            raise ValueError("the HTTP endpoint needs the app's Slack signing secret")
+        self._verifier = SignatureVerifier(secret)
         self.app = app
         self.routes = list(routes or [])
         # Bound here rather than by waitress, which would listen on every address of a name like
@@ -140,19 +159,33 @@ class SlackHTTPServer:
         try:
             while not self._stopping and self._map:
                 wasyncore.loop(timeout=1, map=self._map, use_poll=True, count=1)
+            self._drain()
         finally:
             self._close()
             self._done.set()
 
+    def _drain(self) -> None:
+        """Stop accepting, then keep the loop running (it sends the answers) while requests already
+        read are in flight, for up to STOP_GRACE seconds."""
+        wasyncore.dispatcher.close(self._server)  # the listening socket only (the server's close() also
+        # closes the trigger that worker threads pull when their answer is ready)
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline and any(
+            getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0)
+            for channel in list(self._map.values())
+        ):
+            wasyncore.loop(timeout=0.1, map=self._map, use_poll=True, count=1)
+
     def stop(self) -> None:
-        """Stop accepting, close every connection and free the port; in-flight work gets up to 2 s."""
+        """Stop accepting, let requests in flight finish (up to STOP_GRACE s), close every connection
+        and free the port."""
         with self._lock:
             self._stopping = True
             serving = self._serving.is_set()
         if serving:
             with contextlib.suppress(OSError):  # OSError: the loop has closed it already
                 self._server.pull_trigger()  # wakes the loop, which closes everything on its own thread
-            self._done.wait(timeout=5)
+            self._done.wait(timeout=STOP_GRACE + 5)
         else:
             self._close()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -199,7 +232,16 @@ class SlackHTTPServer:
         self, environ: dict[str, Any], method: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         if environ.get("PATH_INFO") == EVENTS_PATH and method == "POST":
-            request = BoltRequest(body=body.decode("utf-8", "replace"), query=environ.get("QUERY_STRING", ""),
+            client = environ.get("REMOTE_ADDR")
+            text, refusal = self._verified_text(headers, body)
+            if refusal is not None:
+                log.warning("Slack request refused (401) from %s: %s", client, refusal)
+                return 401, list(_TEXT.items()), b"Invalid Slack signature\n"
+            malformed = _malformed(text, headers.get("content-type", ""))
+            if malformed is not None:
+                log.warning("Slack request refused (400) from %s: %s", client, malformed)
+                return 400, list(_TEXT.items()), b"Malformed Slack request\n"
+            request = BoltRequest(body=text, query=environ.get("QUERY_STRING", ""),
                                   headers={k: [v] for k, v in headers.items()})
             response = self.app.dispatch(request)
             out = [(k, value) for k, values in response.headers.items()
@@ -212,3 +254,64 @@ class SlackHTTPServer:
                 status, route_headers, route_body = result
                 return status, list(route_headers.items()), route_body
         return 404, list(_TEXT.items()), b"Not found\n"
+
+    def _verified_text(self, headers: dict[str, str], body: bytes) -> tuple[str, str | None]:
+        """The body as text and None when Slack signed it (v0 HMAC of ``v0:{timestamp}:{body}`` within
+        five minutes), else why not. Nothing of the body is parsed before this says yes."""
+        timestamp = headers.get("x-slack-request-timestamp")
+        signature = headers.get("x-slack-signature")
+        if not timestamp or not signature:
+            return "", "no X-Slack-Signature or X-Slack-Request-Timestamp"
+        try:
+            sent = int(timestamp)
+        except ValueError:
+            return "", "X-Slack-Request-Timestamp is not a number"
+        if abs(time.time() - sent) > SIGNATURE_WINDOW:
+            return "", "X-Slack-Request-Timestamp is more than 5 minutes from now"
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "", "the body is not UTF-8, so Slack did not sign it"
+        if not self._verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
+            return "", "the signature does not match"
+        return text, None
+
+
+def _malformed(text: str, content_type: str) -> str | None:
+    """Why a signed body is not one of Slack's requests, or None. Slack sends a JSON object with a
+    ``type`` (Events API), or a form with a ``payload`` that is such an object (interactions), a
+    ``command`` (slash commands) or ``ssl_check``. Bolt reads a body that starts with ``{`` as JSON
+    whatever its Content-Type, so this does too."""
+    if not text:
+        return "empty body"
+    if content_type.partition(";")[0].strip().lower() == "application/json" or text.startswith("{"):
+        return _not_an_object_with_type(text, "the JSON body")
+    try:
+        form = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        return "the body is neither JSON nor a url-encoded form"
+    if "payload" in form:
+        return _not_an_object_with_type(form["payload"], "payload")
+    if form.get("command", "").startswith("/") or "ssl_check" in form:
+        return None
+    return "a form without payload, command or ssl_check"
+
+
+def _not_an_object_with_type(text: str, what: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:  # JSONDecodeError, and a number too long to convert
+        return f"{what} is not JSON"
+    except RecursionError:
+        return f"{what} is nested too deeply"
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return f"{what} is not a JSON object with a type"
+    actions = value.get("actions")
+    if (actions is not None or value["type"] in _ACTION_TYPES) and not (
+        isinstance(actions, list) and actions and all(isinstance(a, dict) for a in actions)
+    ):  # bolt reads actions[0] unchecked: an IndexError with a traceback
+        return f"{what} has no actions"
+    return None
+
+
+_ACTION_TYPES = frozenset({"block_actions", "interactive_message"})
