@@ -48,3 +48,21 @@ class InputFileError(LabelbotError):
 
 class NothingToUndo(LabelbotError):
     pass
+
+
+class DatabaseUnavailable(LabelbotError):
+    """The database cannot be opened: a missing directory, a file that is not a database, no server."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Cannot open the database at {url}: {reason}. Check LABELBOT_DATABASE_URL.")
+        self.url = url
+        self.reason = reason
+
+
+class OutputFileError(LabelbotError):
+    """A file the user asked for cannot be written; nothing was written."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"Cannot write {path}: {problem}.")
+        self.path = path
+        self.problem = problem

@@ -12,13 +12,15 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, create_engine
 
+from core.errors import DatabaseUnavailable
 from core.migrations import upgrade_to_head
 
 BUSY_TIMEOUT_MS = 30_000
@@ -28,18 +30,46 @@ def create_db_engine(url: str, *, upgrade: bool = True) -> Engine:
     """Create the engine and bring the schema to the newest migration (``core.migrations``).
 
     SQLite gets WAL, foreign keys and IMMEDIATE write transactions. ``upgrade=False``: leave the
-    schema as it is (tests and tools that build an old database).
+    schema as it is (tests and tools that build an old database). A database that cannot be opened
+    (a bad URL, a missing directory, a file that is not a database, no server) raises
+    :class:`DatabaseUnavailable`, one line for the person who set ``LABELBOT_DATABASE_URL``.
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise DatabaseUnavailable(url, "not a database URL (e.g. sqlite:///labelbot.db)") from None
     is_sqlite = parsed.get_backend_name() == "sqlite"
     connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {}
-    # PostgreSQL: a server restart or an idle timeout ends pooled connections; check each on checkout.
-    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
+    try:
+        # PostgreSQL: a server restart or an idle timeout ends pooled connections; check each on checkout.
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
+    except (exc.NoSuchModuleError, ImportError) as error:
+        raise DatabaseUnavailable(_shown(parsed), f"no driver for it ({error})") from None
     if is_sqlite:
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
     if upgrade:
+        _check_opens(engine, parsed)
         upgrade_to_head(engine)
     return engine
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _check_opens(engine: Engine, url: URL) -> None:
+    """Open one connection (kept in the pool), so a database that cannot be opened fails here in words."""
+    try:
+        with engine.connect():
+            pass
+    except exc.DBAPIError as error:
+        engine.dispose()
+        cause = error.orig if error.orig is not None else error
+        # The driver's first line says it ("file is not a database", "Connection refused"); the rest is hints.
+        reason = next(iter(str(cause).strip().splitlines()), "").rstrip(". ") or type(cause).__name__
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).parent.is_dir():
+            reason = f"the directory {Path(url.database).parent} does not exist"
+        raise DatabaseUnavailable(_shown(url), reason) from None
 
 
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
