@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import ConfigError, InputFileError
+from core.errors import ConfigError, InputFileError, OutputFileError
 from core.types import LabelDef
 
 __all__ = [
@@ -563,13 +563,19 @@ def write_records(
 
     Only ``columns`` are written, in that order; a missing key or None is an empty CSV cell or
     JSON null; booleans are ``true``/``false`` in both. The file is written next to its destination
-    and moved into place at the end, so a failure never leaves half a file.
+    and moved into place at the end, so a failure never leaves half a file. A path that cannot be
+    written raises :class:`OutputFileError` naming it and the reason.
     """
     kind = _FORMAT_ALIASES.get(fmt.lower())
     if kind not in ("csv", "jsonl"):
         raise ValueError(f"unknown export format {fmt!r}; use csv or jsonl")
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    if target.is_dir():  # checked first: os.replace would only fail after the whole file is written
+        raise OutputFileError(str(path), "it is a directory")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputFileError(str(path), output_problem(exc, target)) from None
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -589,8 +595,25 @@ def write_records(
         # mkstemp creates the file readable by the owner only; give it a normal file's mode.
         os.chmod(tmp_name, target.stat().st_mode & 0o777 if target.exists() else 0o644)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):  # a full disk, a file system gone read-only
+            raise OutputFileError(str(path), output_problem(exc, target)) from None
         raise
     return count
+
+
+def output_problem(exc: OSError, target: Path) -> str:
+    """Why ``target`` cannot be written, in words: the missing directory, the file in the way, …"""
+    parent = target.parent
+    if isinstance(exc, IsADirectoryError) or target.is_dir():
+        return "it is a directory"
+    if isinstance(exc, NotADirectoryError | FileNotFoundError):
+        ancestor = next((p for p in target.parents if p.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            return f"{ancestor} is a file, not a directory"
+        return f"the directory {parent} does not exist"
+    if isinstance(exc, PermissionError):
+        return f"permission denied (in {parent})"
+    return exc.strerror or str(exc)
