@@ -187,7 +187,7 @@ class LabelingService:
         defs = check_labels(labels)
         settings = {
             "answers_per_record": check_answers_per_record(
-                answers_per_record or self.settings.answers_per_record
+                self.settings.answers_per_record if answers_per_record is None else answers_per_record
             ),
             "strategy": check_strategy(strategy or self.settings.strategy),
             "gold_rate": check_gold_rate(self.settings.gold_rate),
