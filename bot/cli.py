@@ -26,7 +26,7 @@ from rich.text import Text
 
 from core import io
 from core.config import load_settings
-from core.errors import LabelbotError
+from core.errors import LabelbotError, OutputFileError
 from core.service import LabelingService
 from core.types import LabelDef, ProjectStatus
 
@@ -57,6 +57,12 @@ def _friendly(func: F) -> F:
 
 def _service() -> LabelingService:
     return LabelingService(load_settings())
+
+
+def _check_count(option: str, value: int) -> None:
+    """A count of 0 or less is a mistake, not a request for nothing (it would read as "nothing left")."""
+    if value < 1:
+        raise LabelbotError(f"{option} must be at least 1 (got {value}).")
 
 
 def _default_user() -> str:
@@ -243,6 +249,7 @@ def next_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Show the next records to label (most informative first)."""
+    _check_count("-n", n)
     service = _service()
     records = service.next_records(project, user or _default_user(), n)
     if not records:
@@ -318,6 +325,7 @@ def similar(
     record: Annotated[bool, typer.Option("--record", help="TEXT is a record id.")] = False,
 ) -> None:
     """Records nearest to a text (or record) by cosine similarity."""
+    _check_count("-k", k)
     service = _service()
     if record:
         hits = service.similar(project, record_id=service.find_record(project, text).record_id, k=k)
@@ -703,6 +711,7 @@ def review(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Records to review: crowd disagreements and likely mislabels (decide with `labelbot gold`)."""
+    _check_count("-n", n)
     items = _service().review_queue(project, n)
     if not items:
         console.print("Nothing to review: no disagreements or likely mislabels right now.")
@@ -743,7 +752,10 @@ def _write_plot(service: LabelingService, status: ProjectStatus, path: Path) -> 
     from core.charts import learning_curve_png  # matplotlib loads only when a chart is asked for
 
     png = learning_curve_png(service.run_history(status.project), status.label_counts, title=status.project)
-    path.write_bytes(png)
+    try:
+        path.write_bytes(png)
+    except OSError as exc:
+        raise OutputFileError(str(path), io.output_problem(exc, path)) from None
     err_console.print(f"Wrote the learning-curve chart to {path}.", highlight=False, markup=False)
 
 
