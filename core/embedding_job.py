@@ -142,6 +142,9 @@ def _die_with_parent() -> None:
     """Linux: the kernel sends SIGTERM to this process when its parent dies, even by kill -9."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died while this process was starting
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _work(settings: dict[str, Any], nice: int, poll_seconds: float, stop: Any) -> None:

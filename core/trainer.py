@@ -17,6 +17,9 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import select
+import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,8 +36,37 @@ __all__ = ["ProcessTrainer"]
 _SERVICE: Any = None  # the worker process's LabelingService
 
 
-def _start_worker(settings: dict[str, Any], embedder_factory: Callable[[], Any] | None, nice: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when ``parent_pid`` ends, however it ends (kill -9 included).
+
+    Not PR_SET_PDEATHSIG as in core.embedding_job: the pool starts its worker from whichever thread
+    first submits (a retrain thread here), and the kernel sends that signal when the *thread* ends.
+    A pidfd (Linux 5.3+) wakes this thread when the process ends; elsewhere the parent id is polled.
+    """
+
+    try:
+        pidfd: int | None = os.pidfd_open(parent_pid)  # opened before the check below: no pid reuse race
+    except (AttributeError, OSError):  # no pidfd here, or the parent is gone already
+        pidfd = None
+    if os.getppid() != parent_pid:  # the parent died before this process got here
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while os.getppid() == parent_pid:
+                threading.Event().wait(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action: end at once, as the pool's own kill does
+
+    threading.Thread(target=watch, name="labelbot-parent-watch", daemon=True).start()
+
+
+def _start_worker(
+    settings: dict[str, Any], embedder_factory: Callable[[], Any] | None, nice: int, parent_pid: int
+) -> None:
     global _SERVICE
+    _die_with_parent(parent_pid)
     from core.service import LabelingService
 
     if nice and hasattr(os, "nice"):
@@ -73,7 +105,7 @@ class ProcessTrainer:
         nice: int | None = None,
     ) -> None:
         nice = settings.training_nice if nice is None else nice
-        self._initargs = (settings.model_dump(), embedder_factory, nice)
+        self._initargs = (settings.model_dump(), embedder_factory, nice, os.getpid())
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
