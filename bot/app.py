@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -17,6 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot import listeners
 from bot.labeling import Labeling
 from bot.settings import BotSettings
+from core.errors import ConfigError, LabelbotError
 from core.service import LabelingService
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,28 @@ def make_client(settings: BotSettings) -> WebClient:
             ConnectionErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+def check_slack(client: WebClient) -> dict:
+    """Call auth.test once; one clear LabelbotError when Slack cannot be reached or refuses the token.
+
+    ``labelbot serve`` calls it before it starts anything, so a wrong token or URL ends start-up with
+    one line rather than a traceback from bolt. Returns auth.test's answer (team, bot user).
+    """
+    try:
+        return dict(client.auth_test().data)  # type: ignore[arg-type]
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
+            raise ConfigError(f"Slack refused the bot token ({error}): check SLACK_BOT_TOKEN.") from None
+        raise LabelbotError(
+            f"Slack answered auth.test at {client.base_url} with {error or exc.response.status_code}."
+        ) from None
+    except OSError as exc:  # URLError, refused connection, timeout, TLS: all OSErrors
+        reason = getattr(exc, "reason", None) or exc
+        raise LabelbotError(
+            f"Cannot reach Slack at {client.base_url}: {reason}. Check the network, or SLACK_API_URL."
+        ) from None
 
 
 def create_app(

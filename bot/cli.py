@@ -540,11 +540,11 @@ def serve(
     ] = False,
 ) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP at /slack/events."""
+    import contextlib
     import logging
-    import signal
     import threading
 
-    from bot.app import create_app, freeze_startup_objects
+    from bot.app import check_slack, create_app, freeze_startup_objects, make_client
     from bot.server import EVENTS_PATH, SlackHTTPServer, health_route
     from bot.settings import load_bot_settings
 
@@ -555,51 +555,83 @@ def serve(
         return
     transport = bot_settings.transport(force_http=http)
     bot_settings.check(transport)
+    # Before any worker starts: an unreachable Slack or a refused token ends start-up with one line.
+    client = make_client(bot_settings)
+    check_slack(client)
+    stop = _StopSignals()  # from here SIGTERM and Ctrl+C mean the same clean shutdown
+    from core.embedding_job import EmbeddingWorker
     from core.trainer import ProcessTrainer
 
     settings = load_settings()
-    # Background retrains run in a worker process: they never hold this process's GIL (docs/benchmarks.md).
-    service = LabelingService(settings, background=True, trainer=ProcessTrainer(settings))
-    # Load the embedding model now, off the request threads, so the first search is not slow.
-    threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
-    # Records imported without vectors get them from a niced worker process, never on a click's path.
-    from core.embedding_job import EmbeddingWorker
+    # `running` stops what started, last first, however start-up or serving ends.
+    with contextlib.ExitStack() as running:
+        # Background retrains run in a worker process: they never hold this process's GIL
+        # (docs/benchmarks.md).
+        service = LabelingService(settings, background=True, trainer=ProcessTrainer(settings))
+        running.callback(service.close)  # also ends the training worker
+        # Load the embedding model now, off the request threads, so the first search is not slow.
+        threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
+        # Records imported without vectors get them from a niced worker process, never on a click's path.
+        running.callback(EmbeddingWorker(settings).start().stop)
+        # The token was checked above: bolt need not call auth.test again.
+        slack_app = create_app(bot_settings, service, client=client, token_verification=False)
+        from bot.scheduler import LabelScheduler
 
-    embedding = EmbeddingWorker(settings).start()
-    slack_app = create_app(bot_settings, service)
-    from bot.scheduler import LabelScheduler
-
-    # Several replicas may serve one database: the lease holder runs the jobs and retrains (docs/server.md).
-    leadership = service.leadership().start()
-    # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
-    scheduler = LabelScheduler(service, slack_app.client, leadership=leadership).attach(slack_app).start()
-    freeze_startup_objects()
-
-    def stop_on_sigterm(*_: object) -> None:
-        raise KeyboardInterrupt  # `docker stop`, systemd: shut down as on Ctrl+C, releasing the lease
-
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    try:
+        # Several replicas may serve one database: the lease holder runs the jobs and retrains
+        # (docs/server.md).
+        leadership = service.leadership().start()
+        running.callback(leadership.stop)  # gives the lease to another replica at once (before the workers)
+        # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
+        scheduler = LabelScheduler(service, slack_app.client, leadership=leadership).attach(slack_app).start()
+        running.callback(service.wait_for_retrains)  # the retrain in flight ends before another replica's
+        running.callback(scheduler.shutdown, wait=False)
+        freeze_startup_objects()
+        if stop.received:  # a signal during start-up: stop before serving
+            return
         if transport == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             console.print("labelbot is connecting to Slack over Socket Mode.")
-            SocketModeHandler(slack_app, bot_settings.slack_app_token).start()
+            handler = SocketModeHandler(slack_app, bot_settings.slack_app_token)
+            handler.connect()
+            running.callback(handler.close)
         else:
-            server = SlackHTTPServer(
-                slack_app, host or bot_settings.http_host, port or bot_settings.http_port,
-                routes=[health_route(service.database_answers, lambda: scheduler.role)],
-            )
+            address = (host or bot_settings.http_host, port or bot_settings.http_port)
+            try:
+                routes = [health_route(service.database_answers, lambda: scheduler.role)]
+                server = SlackHTTPServer(slack_app, *address, routes=routes).start()
+            except OSError as exc:
+                raise LabelbotError(
+                    f"Cannot listen on {address[0]}:{address[1]} ({exc.strerror or exc}). "
+                    "Pass --port or set LABELBOT_PORT."
+                ) from None
+            # Stops accepting, lets requests in flight finish (a few seconds), then closes.
+            running.callback(server.stop)
             console.print(f"labelbot listens on {server.url}{EVENTS_PATH}", highlight=False)
-            server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        scheduler.shutdown(wait=False)
-        service.wait_for_retrains()  # the retrain in flight ends here, before another replica may start one
-        leadership.stop()  # gives the lease to another replica at once (before waiting for the workers)
-        embedding.stop()
-        service.close()  # also ends the training worker
+        stop.wait()
+        console.print("labelbot is stopping.")
+    console.print("labelbot stopped.")
+
+
+class _StopSignals:
+    """Notes SIGTERM (`docker stop`, systemd) and SIGINT (Ctrl+C) in place of their defaults (die,
+    KeyboardInterrupt), so a signal never cuts start-up or the shutdown half way; serve polls it."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.received: list[int] = []  # list.append: no lock a handler could deadlock on
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+
+    def wait(self) -> None:
+        import time
+
+        while not self.received:
+            time.sleep(0.2)  # the handler runs in this thread, during the sleep; seen within 0.2 s
 
 
 # ------------------------------------------------------------------ demo and playground (issue 6)
