@@ -302,3 +302,52 @@ def test_label_next_names_the_missing_dm_permission(h: SlackHarness) -> None:
     text = _ephemeral_text(h, ALICE)
     assert "missing_scope" in text and "im:write" in text
     assert h.cards(ALICE) == []
+
+
+# ---------------------------------------------------------------- stopping the HTTP server
+
+
+def test_stopping_the_server_refuses_new_connections_and_lets_a_request_in_flight_finish() -> None:
+    import threading
+
+    from bot.server import SlackHTTPServer
+    from tests.test_server import make_app
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if path != "/slow":
+            return None
+        entered.set()
+        release.wait(GIVE_UP)
+        return 200, {"Content-Type": "text/plain"}, b"finished\n"
+
+    server = SlackHTTPServer(make_app(), "127.0.0.1", 0, routes=[slow]).start()
+    answers: list[bytes] = []
+
+    def ask() -> None:
+        with urllib.request.urlopen(f"{server.url}/slow", timeout=GIVE_UP) as reply:
+            answers.append(reply.read())
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        assert entered.wait(GIVE_UP)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+            except OSError:
+                return True
+            return False
+
+        _wait_for(refused, "the server to stop accepting")
+        release.set()
+        asker.join(GIVE_UP)
+        stopper.join(GIVE_UP)
+        assert answers == [b"finished\n"]
+    finally:
+        release.set()
+        server.stop()
