@@ -1,6 +1,7 @@
 """Socket Mode end to end, without a websocket: bolt's own adapter in front of the real App.
 
-``labelbot serve`` with SLACK_APP_TOKEN set runs ``SocketModeHandler(app, app_token).start()``. These tests
+``labelbot serve`` with SLACK_APP_TOKEN set runs ``SocketModeHandler(app, app_token)``: ``connect()``, then it
+waits for SIGTERM or Ctrl+C and ``close()``s (what ``start()`` does, but stoppable). These tests
 build that handler the same way (its constructor opens no connection) and hand its real ``SocketModeClient``
 Socket Mode envelopes as JSON strings through ``enqueue_message`` — where the client's websocket puts every
 message it receives. From there the real code runs: the client's queue and worker threads,
