@@ -1,7 +1,9 @@
-"""Combine crowd answers into one label per item, and measure how much annotators agree.
+"""Combine crowd answers into one label per item (how much annotators agree: ``core.agreement``).
 
-Over 400 lines because it holds several small, independent estimators (the project's crowd model,
-majority vote, Dawid–Skene, alpha, kappa) that share one answer encoding; split them when one grows.
+Over 400 lines because it is one job done three ways that lean on each other: the project's crowd
+model (hierarchical MACE) starts its EM from majority vote and from Dawid–Skene's posteriors, and all
+three share one answer encoding (:class:`EncodedAnswers`); apart, each would import the others'
+internals.
 
 Pure numpy functions, no database. Every function takes ``answers``: a sequence of
 ``(item, annotator, label)`` triples, where ``item`` and ``annotator`` are hashable (ints or
@@ -40,15 +42,14 @@ Answer = tuple[Hashable, Hashable, str]
 
 __all__ = [
     "AggregateLabel",
+    "Answer",
     "CrowdModelResult",
     "DawidSkeneResult",
+    "EncodedAnswers",
     "aggregate",
-    "agreement_with_aggregate",
-    "cohen_kappa",
-    "cohen_kappa_pairs",
     "dawid_skene",
     "hierarchical_mace",
-    "krippendorff_alpha_nominal",
+    "last_answers",
     "majority_vote",
 ]
 
@@ -100,7 +101,7 @@ class DawidSkeneResult:
 # --------------------------------------------------------------------------- input handling
 
 
-def _last_answers(answers: Iterable[Answer]) -> dict[tuple[Hashable, Hashable], str]:
+def last_answers(answers: Iterable[Answer]) -> dict[tuple[Hashable, Hashable], str]:
     """(item, annotator) -> label, keeping the last answer and the order of first appearance."""
     last: dict[tuple[Hashable, Hashable], str] = {}
     for triple in answers:
@@ -114,7 +115,7 @@ def _last_answers(answers: Iterable[Answer]) -> dict[tuple[Hashable, Hashable], 
     return last
 
 
-class _Encoded:
+class EncodedAnswers:
     """Answers as integer arrays: one observation per (item, annotator), last answer kept."""
 
     def __init__(
@@ -124,7 +125,7 @@ class _Encoded:
         extra_items: Iterable[Hashable] = (),
         extra_labels: Iterable[str] = (),
     ) -> None:
-        last = _last_answers(answers)
+        last = last_answers(answers)
         if labels is None:
             classes = tuple(sorted(set(last.values()) | set(extra_labels)))
         else:
@@ -152,7 +153,7 @@ class _Encoded:
         self.items = tuple(self.item_index)
         self.annotators = tuple(annotator_index)
 
-    def subset(self, rows: np.ndarray) -> _Encoded:
+    def subset(self, rows: np.ndarray) -> EncodedAnswers:
         """The same items, annotators and classes with only the answers ``rows``."""
         part = copy.copy(self)
         part.item, part.annotator, part.label = self.item[rows], self.annotator[rows], self.label[rows]
@@ -175,10 +176,10 @@ class _Encoded:
 
 def _encoded_with_gold(
     answers: Iterable[Answer], labels: Sequence[str] | None, gold: Mapping[Hashable, str] | None
-) -> tuple[dict[Hashable, str], _Encoded]:
+) -> tuple[dict[Hashable, str], EncodedAnswers]:
     """The gold labels as a dict and the answers encoded with the gold items and labels among them."""
     gold = dict(gold or {})
-    enc = _Encoded(answers, labels, extra_items=gold, extra_labels=gold.values())
+    enc = EncodedAnswers(answers, labels, extra_items=gold, extra_labels=gold.values())
     unknown = sorted(set(gold.values()) - set(enc.classes))
     if unknown:
         raise UnknownLabel(f"Gold labels not in the label set {list(enc.classes)}: {unknown}.")
@@ -212,7 +213,7 @@ def majority_vote(answers: Iterable[Answer]) -> dict[Hashable, AggregateLabel]:
     The plain reference for benchmarks and tests: unlike :func:`aggregate` it leaves a tie without
     a label. ``confidence`` and ``agreement`` are both the share of answers for the chosen label.
     """
-    enc = _Encoded(answers)
+    enc = EncodedAnswers(answers)
     if enc.n_items == 0:
         return {}
     counts = enc.vote_counts()
@@ -220,7 +221,7 @@ def majority_vote(answers: Iterable[Answer]) -> dict[Hashable, AggregateLabel]:
     return {item: _make_label(shares[i], counts[i], enc.classes) for i, item in enumerate(enc.items)}
 
 
-def _m_step(enc: _Encoded, post: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+def _m_step(enc: EncodedAnswers, post: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
     """Priors (K,) and confusion matrices (J, K, K) from soft labels, with Dirichlet pseudo-counts."""
     n_ann, k = len(enc.annotators), enc.n_classes
     priors = post.sum(axis=0) + smoothing
@@ -233,7 +234,7 @@ def _m_step(enc: _Encoded, post: np.ndarray, smoothing: float) -> tuple[np.ndarr
     return priors, confusion
 
 
-def _e_step(enc: _Encoded, priors: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, float]:
+def _e_step(enc: EncodedAnswers, priors: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, float]:
     """Posteriors (n_items, K) and the log-likelihood of all answers given the parameters."""
     # Work in log space: an item with many answers would underflow a product of probabilities.
     log_post = np.tile(np.log(priors), (enc.n_items, 1))
@@ -245,7 +246,7 @@ def _e_step(enc: _Encoded, priors: np.ndarray, confusion: np.ndarray) -> tuple[n
 
 
 def _dawid_skene_em(
-    enc: _Encoded, gold: Mapping[Hashable, str], max_iter: int, tol: float, smoothing: float
+    enc: EncodedAnswers, gold: Mapping[Hashable, str], max_iter: int, tol: float, smoothing: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """Posteriors, priors, confusion matrices, iterations and convergence of Dawid-Skene's EM."""
     k = enc.n_classes
@@ -422,7 +423,7 @@ class _Grouped:
 class _Mace:
     """Parameters of the hierarchical MACE model and its EM steps over an encoding's answers."""
 
-    def __init__(self, enc: _Encoded, learn_rows: np.ndarray, strength: float) -> None:
+    def __init__(self, enc: EncodedAnswers, learn_rows: np.ndarray, strength: float) -> None:
         self.enc = enc
         self.strength = strength
         n_ann, k = len(enc.annotators), enc.n_classes
@@ -611,7 +612,7 @@ def hierarchical_mace(
 
 
 def _crowd_labels(
-    enc: _Encoded, post: np.ndarray, counts: np.ndarray, gold: Mapping[Hashable, str]
+    enc: EncodedAnswers, post: np.ndarray, counts: np.ndarray, gold: Mapping[Hashable, str]
 ) -> dict[Hashable, AggregateLabel]:
     """The tie contract: a label for every item, ``tie`` from the vote counts, gold wins."""
     result: dict[Hashable, AggregateLabel] = {}
@@ -664,108 +665,3 @@ def aggregate(
         if unknown:
             raise UnknownLabel(f"Gold labels not in the label set {list(labels)}: {unknown}.")
     return hierarchical_mace(answers, labels, gold=gold).labels
-
-
-# --------------------------------------------------------------------------- agreement
-
-
-def krippendorff_alpha_nominal(answers: Iterable[Answer]) -> float | None:
-    """Krippendorff's alpha for nominal data, from the coincidence matrix.
-
-    Only items with at least two answers are pairable; the others are ignored. Returns None
-    when nothing is pairable, or when every pairable value is the same category: then the
-    expected disagreement is 0 and alpha is 0/0, undefined (data without variation say nothing
-    about reliability, so we report no number rather than a misleading 1.0 or a nan).
-    """
-    enc = _Encoded(answers)
-    counts = enc.vote_counts()
-    m = counts.sum(axis=1)
-    pairable = m >= 2
-    counts, m = counts[pairable], m[pairable]
-    if len(m) == 0:
-        return None
-    # Coincidence matrix: within a unit with m values, each ordered pair of values from
-    # different annotators contributes 1 / (m - 1); self-pairs are excluded on the diagonal.
-    weighted = counts / (m - 1)[:, None]
-    coincidence = weighted.T @ counts - np.diag(weighted.sum(axis=0))
-    n_c = coincidence.sum(axis=1)
-    n = n_c.sum()
-    expected = n * n - float(np.sum(n_c**2))
-    if expected <= 0:
-        return None
-    observed = n - float(np.trace(coincidence))
-    return float(1.0 - (n - 1) * observed / expected)
-
-
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa between two equal-length label sequences (same result as sklearn's).
-
-    Returns nan when both raters use one and the same category throughout: chance agreement
-    is then 1 and kappa is 0/0 (sklearn's ``cohen_kappa_score`` also gives nan there).
-    """
-    if len(a) != len(b):
-        raise ValueError(f"Sequences differ in length: {len(a)} and {len(b)}.")
-    if len(a) == 0:
-        raise ValueError("Cohen's kappa needs at least one pair of labels.")
-    index: dict[Hashable, int] = {}
-    ia = np.array([index.setdefault(x, len(index)) for x in a], dtype=np.intp)
-    ib = np.array([index.setdefault(x, len(index)) for x in b], dtype=np.intp)
-    return _kappa_from_indices(ia, ib, len(index))
-
-
-def _kappa_from_indices(ia: np.ndarray, ib: np.ndarray, k: int) -> float:
-    n = len(ia)
-    observed = float(np.count_nonzero(ia == ib)) / n
-    expected = float(np.bincount(ia, minlength=k) @ np.bincount(ib, minlength=k)) / (n * n)
-    if expected >= 1.0:
-        return float("nan")
-    return (observed - expected) / (1.0 - expected)
-
-
-def cohen_kappa_pairs(
-    answers: Iterable[Answer], *, min_overlap: int = 10
-) -> dict[tuple[Hashable, Hashable], tuple[float, int]]:
-    """Cohen's kappa ``(kappa, overlap)`` for each annotator pair with >= ``min_overlap`` common items.
-
-    Keys are ``(a, b)`` with ``a`` appearing before ``b`` in ``answers``. A pair whose two
-    annotators used one and the same category on all common items gets nan (see
-    :func:`cohen_kappa`).
-    """
-    if min_overlap < 1:
-        raise ValueError(f"min_overlap must be at least 1, got {min_overlap}.")
-    enc = _Encoded(answers)
-    n_ann = len(enc.annotators)
-    # Dense annotator x item matrix of label indices, -1 where the annotator did not answer.
-    grid = np.full((n_ann, enc.n_items), -1, dtype=np.intp)
-    grid[enc.annotator, enc.item] = enc.label
-    answered = grid >= 0
-    overlap = answered.astype(np.int64) @ answered.T.astype(np.int64)
-    result: dict[tuple[Hashable, Hashable], tuple[float, int]] = {}
-    for x in range(n_ann):
-        for y in range(x + 1, n_ann):
-            if overlap[x, y] < min_overlap:
-                continue
-            common = answered[x] & answered[y]
-            kappa = _kappa_from_indices(grid[x, common], grid[y, common], enc.n_classes)
-            result[(enc.annotators[x], enc.annotators[y])] = (kappa, int(overlap[x, y]))
-    return result
-
-
-def agreement_with_aggregate(
-    answers: Iterable[Answer], aggregate: Mapping[Hashable, AggregateLabel]
-) -> dict[Hashable, float]:
-    """Share of each annotator's answers that equal the aggregate label of the item.
-
-    Only items with a decided aggregate label count (ties and items missing from ``aggregate``
-    are skipped); annotators with no such answer are left out. The annotator's own answer is
-    part of the aggregate, so this is an optimistic estimate of accuracy.
-    """
-    hits: dict[Hashable, int] = {}
-    total: dict[Hashable, int] = {}
-    for (item, annotator), label in _last_answers(answers).items():
-        decided = aggregate.get(item)
-        if decided is None or decided.label is None:
-            continue
-        total[annotator] = total.get(annotator, 0) + 1
-        hits[annotator] = hits.get(annotator, 0) + (label == decided.label)
-    return {annotator: hits[annotator] / n for annotator, n in total.items()}

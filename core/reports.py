@@ -17,6 +17,7 @@ import numpy as np
 
 from core import aggregate as agg
 from core import review as rv
+from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
 from core.learner import EmbeddingClassifier, out_of_fold_proba, singleton_rows
 from core.training import aggregate_answers
 from core.types import AnnotatorStats, ModelRunInfo, PairAgreement, ProjectInfo, ProjectStatus, ReviewItem
@@ -86,7 +87,7 @@ def status(
     annotators.sort(key=lambda a: (-a.answers, a.user))
     finished = [t for t in triples if t[0] in complete]
     overall: dict[str, float] = {}
-    alpha = agg.krippendorff_alpha_nominal(finished) if finished else None
+    alpha = krippendorff_alpha_nominal(finished) if finished else None
     if alpha is not None:
         overall["krippendorff_alpha"] = float(alpha)
     # Gold records are never ties: these are the ones still waiting in the review queue.
@@ -110,7 +111,7 @@ def pair_agreement(triples: Sequence[tuple[int, str, str]], min_overlap: int) ->
     """Cohen's kappa per annotator pair with enough overlap, the largest overlaps first."""
     if not triples:
         return ()
-    pairs = agg.cohen_kappa_pairs(triples, min_overlap=min_overlap)
+    pairs = cohen_kappa_pairs(triples, min_overlap=min_overlap)
     ordered = sorted(pairs.items(), key=lambda kv: (-kv[1][1], str(kv[0][0]), str(kv[0][1])))
     return tuple(PairAgreement(str(a), str(b), float(kappa), n) for (a, b), (kappa, n) in ordered)
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from core.aggregate import cohen_kappa
+from core.agreement import cohen_kappa
 from core.learner import MIN_LABELS_FOR_CV, out_of_fold_proba, singleton_rows
 from core.types import ModelRunInfo
 

@@ -1,4 +1,4 @@
-"""Tests for core.aggregate against hand-computed cases, seeded synthetic crowds and built crowds."""
+"""Tests for core.aggregate and core.agreement: hand-computed cases, seeded and built crowds."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from core.aggregate import (
-    AggregateLabel,
-    aggregate,
+from core.aggregate import AggregateLabel, aggregate, dawid_skene, hierarchical_mace, majority_vote
+from core.agreement import (
     agreement_with_aggregate,
     cohen_kappa,
     cohen_kappa_pairs,
-    dawid_skene,
-    hierarchical_mace,
     krippendorff_alpha_nominal,
-    majority_vote,
 )
 from core.errors import UnknownLabel
 
