@@ -155,3 +155,34 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a real ``labelbot serve`` subprocess on ``settings``' database: the hashing
+    embedder, loopback, test Slack credentials (``extra`` adds e.g. the port and the stand-in's URL)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "HF_HUB_OFFLINE": "1",
+        "LABELBOT_DATABASE_URL": settings.database_url,
+        "LABELBOT_VECTOR_DIR": settings.vector_dir,
+        "LABELBOT_EMBEDDING_MODEL": "hashing-64",
+        "LABELBOT_HOST": "127.0.0.1",
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "test-secret",
+        **extra,
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    return env
+
+
+def use_cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a CLI test runs in: its own directory and database, the hashing embedder, no automatic
+    retrains, no Slack credentials from the developer's shell."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
+    monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
+    monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+

@@ -10,19 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from tests.conftest import banking_labels, banking_rows, database_url, write_csv
+from tests.conftest import banking_labels, banking_rows, use_cli_environment, write_csv
 
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
-    monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
-    monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
-    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    use_cli_environment(tmp_path, monkeypatch)
 
 
 def run(*args: str) -> str:

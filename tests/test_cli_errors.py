@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from bot.cli import app
 from core.errors import DatabaseUnavailable
 from core.store import create_db_engine
-from tests.conftest import database_url
+from tests.conftest import use_cli_environment
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -25,10 +25,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LABELBOT_DATABASE_URL", database_url(tmp_path, "cli", with_tables=True))
-    monkeypatch.setenv("LABELBOT_EMBEDDING_MODEL", "hashing-64")
-    monkeypatch.setenv("LABELBOT_RETRAIN_EVERY", "0")
+    use_cli_environment(tmp_path, monkeypatch)
 
 
 def labelbot(*args: str, database: str | None = None) -> subprocess.CompletedProcess[str]:

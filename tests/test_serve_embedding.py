@@ -18,7 +18,7 @@ from bot.standin import SlackStandIn
 from core.embeddings import HashingEmbedder
 from core.io import ImportRow
 from core.service import LabelingService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serve_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,20 +64,7 @@ def test_serve_embeds_in_the_background_and_its_worker_ends_with_it(tmp_path: Pa
     svc.import_rows("p", _rows(40), embed=False)
     slack = SlackStandIn(bot_token="xoxb-test").start()
     port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "LABELBOT_DATABASE_URL": settings.database_url,
-        "LABELBOT_VECTOR_DIR": settings.vector_dir,
-        "LABELBOT_EMBEDDING_MODEL": "hashing-64",
-        "LABELBOT_PORT": str(port),
-        "LABELBOT_HOST": "127.0.0.1",
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "test-secret",
-        "SLACK_API_URL": slack.base_url,
-    }
-    env.pop("SLACK_APP_TOKEN", None)
+    env = serve_env(settings, LABELBOT_PORT=str(port), SLACK_API_URL=slack.base_url)
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  (closed below; read when a wait fails)
     serve = subprocess.Popen(
         [sys.executable, "-c", "from bot.cli import app; app()", "serve", "--http"],

@@ -27,7 +27,7 @@ from bot.standin import SlackStandIn
 from core.embeddings import HashingEmbedder
 from core.io import ImportRow
 from core.service import LabelingService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serve_env
 from tests.slack_harness import ALICE, SlackHarness, start_harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,23 +97,6 @@ class Reaped:
             self.reaper.wait()
 
 
-def _env(settings, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "LABELBOT_DATABASE_URL": settings.database_url,
-        "LABELBOT_VECTOR_DIR": settings.vector_dir,
-        "LABELBOT_EMBEDDING_MODEL": "hashing-64",
-        "LABELBOT_HOST": "127.0.0.1",
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "test-secret",
-        **extra,
-    }
-    env.pop("SLACK_APP_TOKEN", None)
-    return env
-
-
 @pytest.fixture
 def slack() -> Iterator[SlackStandIn]:
     standin = SlackStandIn(bot_token="xoxb-test").start()
@@ -131,7 +114,7 @@ def _serving(tmp_path: Path, slack: SlackStandIn) -> tuple[Reaped, int]:
     svc.import_rows("p", [ImportRow(line=i, external_id=str(i), text=f"message {i}") for i in range(5)])
     svc.close()
     port = _free_port()
-    env = _env(settings, LABELBOT_PORT=str(port), SLACK_API_URL=slack.base_url)
+    env = serve_env(settings, LABELBOT_PORT=str(port), SLACK_API_URL=slack.base_url)
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
 
     def healthy() -> bool:
@@ -203,7 +186,7 @@ time.sleep(10**6)
 def test_the_training_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     command = [sys.executable, "-c", _TRAINER_SCRIPT, settings.database_url, settings.vector_dir]
-    parent = Reaped(command, _env(settings), tmp_path / "trainer.log", tmp_path)
+    parent = Reaped(command, serve_env(settings), tmp_path / "trainer.log", tmp_path)
     try:
         _wait_for(lambda: "ready" in parent.output() or parent.reaper.poll() is not None, "the first retrain")
         assert "ready" in parent.output(), parent.output()
@@ -222,7 +205,7 @@ def test_a_busy_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
               "_die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(10**6)")
     parent_script = ("import subprocess, sys, time; "
                      f"subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(10**6)")
-    parent = Reaped([sys.executable, "-c", parent_script], _env(make_settings(tmp_path)),
+    parent = Reaped([sys.executable, "-c", parent_script], serve_env(make_settings(tmp_path)),
                     tmp_path / "busy.log", tmp_path)
     try:
         _wait_for(lambda: "ready" in parent.output(), "the worker to start")
@@ -240,7 +223,7 @@ def test_a_busy_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
 def test_serve_says_in_one_line_when_slack_cannot_be_reached(tmp_path: Path) -> None:
     closed = _free_port()  # nothing listens there
     url = f"http://127.0.0.1:{closed}/api/"
-    env = _env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=url)
+    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=url)
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
     try:
         report = serve.finish()
@@ -255,7 +238,7 @@ def test_serve_says_in_one_line_when_slack_cannot_be_reached(tmp_path: Path) -> 
 
 
 def test_serve_says_in_one_line_when_slack_refuses_the_token(tmp_path: Path, slack: SlackStandIn) -> None:
-    env = _env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=slack.base_url,
+    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=slack.base_url,
                SLACK_BOT_TOKEN="xoxb-wrong")
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
     try:
