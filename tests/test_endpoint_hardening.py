@@ -7,7 +7,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -79,25 +79,27 @@ def refusals(logs: pytest.LogCaptureFixture, status: int) -> list[logging.LogRec
 # ------------------------------------------------------------------------------------------ signatures
 
 BODY = ping_body("secret stuff")
-NOW = str(int(time.time()))
+def now(offset: int = 0) -> str:
+    """A timestamp taken when the request is made: one taken at collection may be minutes old by then."""
+    return str(int(time.time()) + offset)
 
 
-@pytest.mark.parametrize(("headers", "why"), [
-    ({"Content-Type": FORM}, "no X-Slack-Signature"),
-    ({"Content-Type": FORM, "X-Slack-Request-Timestamp": NOW}, "no X-Slack-Signature"),
-    (signed_at(BODY, NOW, secret="forged-secret"), "does not match"),
-    (signed_at(BODY + "&text=more", NOW), "does not match"),  # signed a different body
-    (signed_at(BODY, str(int(time.time()) - 6 * 60)), "more than 5 minutes"),
-    (signed_at(BODY, str(int(time.time()) + 6 * 60)), "more than 5 minutes"),
-    (signed_at(BODY, "yesterday"), "not a number"),
-    (signed_at(BODY, "1" * 5000), "not a number"),  # too many digits for int(): ValueError, not 500
+@pytest.mark.parametrize(("make_headers", "why"), [
+    (lambda: {"Content-Type": FORM}, "no X-Slack-Signature"),
+    (lambda: {"Content-Type": FORM, "X-Slack-Request-Timestamp": now()}, "no X-Slack-Signature"),
+    (lambda: signed_at(BODY, now(), secret="forged-secret"), "does not match"),
+    (lambda: signed_at(BODY + "&text=more", now()), "does not match"),  # signed a different body
+    (lambda: signed_at(BODY, now(-6 * 60)), "more than 5 minutes"),
+    (lambda: signed_at(BODY, now(6 * 60)), "more than 5 minutes"),
+    (lambda: signed_at(BODY, "yesterday"), "not a number"),
+    (lambda: signed_at(BODY, "1" * 5000), "not a number"),  # too many digits for int(): ValueError, not 500
 ], ids=["unsigned", "no-signature", "forged", "other-body", "expired", "future", "word-timestamp",
         "5000-digit-timestamp"])
 def test_unsigned_forged_or_expired_requests_get_401_and_one_line_before_bolt_sees_them(
     server: SlackHTTPServer, counted: CountingApp, logs: pytest.LogCaptureFixture,
-    headers: dict[str, str], why: str,
+    make_headers: Callable[[], dict[str, str]], why: str,
 ) -> None:
-    status, _, text = request(server, "POST", EVENTS_PATH, BODY, headers)
+    status, _, text = request(server, "POST", EVENTS_PATH, BODY, make_headers())
     assert (status, b"pong" in text) == (401, False)
     assert counted.dispatched == 0
     lines = refusals(logs, 401)
