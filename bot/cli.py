@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,6 +30,7 @@ from core import io
 from core.config import load_settings
 from core.errors import LabelbotError, OutputFileError
 from core.service import LabelingService
+from core.settings_errors import invalid_settings
 from core.types import LabelDef, ProjectStatus
 
 app = typer.Typer(
@@ -51,8 +54,26 @@ def _friendly(func: F) -> F:
         except LabelbotError as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
+        except ValidationError as exc:  # a LABELBOT_* value of the wrong type or range
+            settings_class = _settings_classes().get(exc.title)
+            if settings_class is None:
+                raise
+            err_console.print(
+                f"[red]error:[/red] {invalid_settings(exc, settings_class)}",
+                highlight=False, markup=True, soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settings_classes() -> dict[str, type[BaseSettings]]:
+    """The settings classes a command reads, by the name pydantic's errors carry (``exc.title``)."""
+    from bot.scheduler import SchedulerSettings
+    from bot.settings import BotSettings
+    from core.config import Settings
+
+    return {cls.__name__: cls for cls in (Settings, BotSettings, SchedulerSettings)}
 
 
 def _service() -> LabelingService:
@@ -573,8 +594,19 @@ def serve(
         threading.Thread(target=lambda: service.embedder.encode(["warm up"]), daemon=True).start()
         # Records imported without vectors get them from a niced worker process, never on a click's path.
         running.callback(EmbeddingWorker(settings).start().stop)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bot.labeling import Labeling
+
+        pool = ThreadPoolExecutor(bot_settings.after_ack_workers, thread_name_prefix="labelbot-listener")
+        labeling = Labeling(service, admins=bot_settings.admins, executor=pool, client=client)
         # The token was checked above: bolt need not call auth.test again.
-        slack_app = create_app(bot_settings, service, client=client, token_verification=False)
+        slack_app = create_app(
+            bot_settings, service, client=client, token_verification=False, labeling=labeling
+        )
+        # Card updates and next cards owed by clicks: delivered after each ack, retried by this poller
+        # (also what a replica that died still owed). Stopped after the server, so it sees its last clicks.
+        running.callback(labeling.deliveries.start().stop)
         from bot.scheduler import LabelScheduler
 
         # Several replicas may serve one database: the lease holder runs the jobs and retrains

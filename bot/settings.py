@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.settings_errors import invalid_settings
 
 Transport = Literal["socket", "http"]
 
@@ -72,4 +73,4 @@ def load_bot_settings(**overrides: object) -> BotSettings:
     try:
         return BotSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise ConfigError(f"Invalid bot settings: {exc}") from exc
+        raise invalid_settings(exc, BotSettings) from None

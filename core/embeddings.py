@@ -123,7 +123,7 @@ class SentenceTransformerEmbedder:
                 self._model = SentenceTransformer(path, device=self.device)
             except Exception as exc:
                 raise ConfigError(
-                    f"Could not load the embedding model {self.name!r} ({exc}). "
+                    f"Could not load the embedding model {self.name!r} ({' '.join(str(exc).split())}). "
                     "Set LABELBOT_EMBEDDING_MODEL to a "
                     "sentence-transformers model name available offline or a local model directory."
                 ) from exc
