@@ -231,6 +231,9 @@ class SlackStandIn:
         self._used_triggers: set[str] = set()
         self._response_urls: dict[str, dict] = {}
         self._responses: list[dict] = []
+        # A SocketModeStandIn attached to this workspace (bot.standin.socket_mode); apps.connections.open
+        # answers its URLs.
+        self.socket_mode: Any = None
 
         self._users[BOT_USER_ID] = self._user_object(
             BOT_USER_ID, BOT_NAME, "Labelbot", "UTC", is_admin=False, is_owner=False, is_bot=True,
@@ -238,6 +241,7 @@ class SlackStandIn:
         )
         self._methods: dict[str, Callable[[dict], dict]] = {
             "api.test": lambda params: {"args": params},
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -716,7 +720,12 @@ class SlackStandIn:
                         raise StandInError("unknown_method")
                     if not token:
                         raise StandInError("not_authed")
-                    if token != self.bot_token:
+                    if method == "apps.connections.open":  # the one method that takes the app-level token
+                        if not token.startswith("xapp-"):
+                            raise StandInError("not_allowed_token_type")
+                        if self.socket_mode is None or token != self.socket_mode.app_token:
+                            raise StandInError("invalid_auth")
+                    elif token != self.bot_token:
                         raise StandInError("invalid_auth")
                     if parse_error is not None:
                         raise parse_error
@@ -1130,6 +1139,9 @@ class SlackStandIn:
         if key == "messages":
             result["has_more"] = bool(next_cursor)
         return result
+
+    def _apps_connections_open(self, params: dict) -> dict:
+        return {"url": self.socket_mode.new_url()}
 
     def _users_info(self, params: dict) -> dict:
         user = self._users.get(params.get("user"))
