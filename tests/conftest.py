@@ -170,9 +170,9 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
         "LABELBOT_HOST": "127.0.0.1",
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_SIGNING_SECRET": "test-secret",
-        **extra,
     }
-    env.pop("SLACK_APP_TOKEN", None)
+    env.pop("SLACK_APP_TOKEN", None)  # HTTP unless the test asks for Socket Mode in ``extra``
+    env.update(extra)
     return env
 
 

@@ -1,6 +1,9 @@
 """A real labelbot App over HTTP on loopback, its WebClient pointed at the Slack stand-in.
 
 Requests are signed with the real scheme; tests assert on what reaches the stand-in and the database.
+``start_harness(..., transport="socket")`` serves the same App over Socket Mode instead: bolt's
+``SocketModeHandler`` (as ``labelbot serve`` builds it) connects to the stand-in's WebSocket server, and
+the same sender calls arrive as envelopes, each answered once its ack comes back.
 """
 
 from __future__ import annotations
@@ -9,13 +12,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.app import create_app, make_client
 from bot.server import EVENTS_PATH, SlackHTTPServer
 from bot.settings import BotSettings
-from bot.standin import SlackRequestSender, SlackStandIn
+from bot.standin import SlackRequestSender, SlackStandIn, SocketModeSender, SocketModeStandIn
 from bot.standin.signing import SenderResponse, action_from_blocks
 from core.config import Settings
 from core.embeddings import HashingEmbedder
@@ -25,6 +30,7 @@ from tests.conftest import database_url
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test"
+APP_TOKEN = "xapp-1-A0APP-1-test"
 ADMIN, ALICE, BOB = "UADMIN", "UALICE", "UBOB"
 CHANNEL = "CGENERAL"
 
@@ -34,11 +40,13 @@ class SlackHarness:
     standin: SlackStandIn
     service: LabelingService
     app: App
-    server: SlackHTTPServer
+    server: SlackHTTPServer | None  # None over Socket Mode
     sender: SlackRequestSender
     settings: BotSettings
     pool: ThreadPoolExecutor
     extra: dict[str, object] = field(default_factory=dict)
+    socket_mode: SocketModeStandIn | None = None  # the WebSocket end, over Socket Mode
+    handler: SocketModeHandler | None = None
 
     # -------------------------------------------------------------- what users do
 
@@ -98,7 +106,12 @@ class SlackHarness:
         return self.cards(user)
 
     def close(self) -> None:
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self.handler is not None:
+            self.handler.close()
+        if self.socket_mode is not None:
+            self.socket_mode.stop()
         self.pool.shutdown(wait=True)  # what clicks left to do after their ack reaches the stand-in
         self.standin.stop()
         self.service.close()
@@ -121,8 +134,11 @@ def start_harness(
     project: str = "demo",
     service_settings: dict[str, object] | None = None,
     embedder: object | None = None,
+    transport: Literal["http", "socket"] = "http",
+    ping_interval: float = 10,
 ) -> SlackHarness:
-    """Stand-in + service + App + HTTP server, with users ADMIN, ALICE and BOB and one project."""
+    """Stand-in + service + App + HTTP server (or Socket Mode connection), with users ADMIN, ALICE and BOB
+    and one project. ``ping_interval`` is the Socket Mode client's (10 s, as serve's)."""
     standin = SlackStandIn(bot_token=BOT_TOKEN).start()
     for user, name in ((ADMIN, "admin"), (ALICE, "alice"), (BOB, "bob")):
         standin.add_user(user, name)
@@ -146,15 +162,27 @@ def start_harness(
 
             rows = [ImportRow(line=i + 2, external_id=str(i), text=t) for i, t in enumerate(texts)]
             service.import_rows(project, rows)
+    socket = transport == "socket"
     settings = BotSettings(
         _env_file=None,  # type: ignore[call-arg]
         slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
+        slack_signing_secret=None if socket else SIGNING_SECRET,
+        slack_app_token=APP_TOKEN if socket else None,
         slack_api_url=standin.base_url,
         admins=frozenset({ADMIN}),
     )
+    settings.check(transport)  # what serve checks before it connects
     pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="harness-listener")
     app = create_app(settings, service, client=make_client(settings), pool=pool)
+    if socket:
+        socket_mode = SocketModeStandIn(standin, app_token=APP_TOKEN).start()
+        # As ``labelbot serve`` builds it: the App's WebClient (the stand-in's URL) opens the connection.
+        handler = SocketModeHandler(app, settings.slack_app_token, ping_interval=ping_interval)
+        handler.connect()
+        return SlackHarness(
+            standin=standin, service=service, app=app, server=None, settings=settings, pool=pool,
+            sender=SocketModeSender(socket_mode, standin), socket_mode=socket_mode, handler=handler,
+        )
     server = SlackHTTPServer(app, "127.0.0.1", 0).start()
     sender = SlackRequestSender(f"{server.url}{EVENTS_PATH}", SIGNING_SECRET, standin=standin)
     return SlackHarness(
