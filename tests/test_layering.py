@@ -41,6 +41,7 @@ BOT_ALLOWED_CORE: dict[str, str] = {
     "core.types": "the frozen dataclasses the facade returns",
     "core.errors": "the LabelbotError hierarchy",
     "core.config": "Settings and load_settings",
+    "core.settings_errors": "pure: a settings ValidationError as one line naming the variable",
     "core.schedules": "pure: parsing and describing schedule times",
     "core.charts": "pure: the learning-curve PNG from ModelRunInfo rows",
     "core.io": "pure: reading CSV/JSONL import files into rows for the facade",
