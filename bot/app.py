@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import listeners
+from bot.deliveries import delivery_client
 from bot.labeling import Labeling
 from bot.settings import BotSettings
 from core.errors import ConfigError, LabelbotError
@@ -79,29 +80,33 @@ def create_app(
     token_verification: bool = True,
     workers: int | None = None,
     pool: ThreadPoolExecutor | None = None,
+    labeling: Labeling | None = None,
 ) -> App:
     """The bolt App with every listener registered.
 
     Listeners' slow parts run after their ack on a pool of ``workers`` threads (default
     ``settings.after_ack_workers``), or on ``pool``, which the caller then shuts down. Few threads on
     purpose: they share the GIL with the request threads, and the acks Slack waits on come first
-    (``Labeling.yield_to_acks``; docs/benchmarks.md). Each 429 back-off holds a thread for its wait.
+    (``Labeling.yield_to_acks``; docs/benchmarks.md). ``labeling``: the listeners' shared state, made by
+    the caller that runs its deliveries' poller (``labelbot serve``); its pool is then the App's.
     """
-    pool = pool or ThreadPoolExecutor(
-        max_workers=workers or settings.after_ack_workers, thread_name_prefix="labelbot-listener"
-    )
+    client = client or make_client(settings)
+    if labeling is None:
+        pool = pool or ThreadPoolExecutor(
+            max_workers=workers or settings.after_ack_workers, thread_name_prefix="labelbot-listener"
+        )
+        labeling = Labeling(service, admins=settings.admins, executor=pool, client=delivery_client(client))
     app = App(
         # The token travels with the client: passing it too only makes bolt warn that it ignores one.
         signing_secret=settings.slack_signing_secret,
-        client=client or make_client(settings),
+        client=client,
         token_verification_enabled=token_verification,
         # A listener's synchronous part decides the response: a click commits, acks and returns, and
-        # the 200 leaves at once (no polling for the ack); the slow part runs on ``pool`` after.
+        # the 200 leaves at once (no polling for the ack); the slow part runs on the pool after.
         process_before_response=True,
-        listener_executor=pool,
+        listener_executor=labeling.executor,
         logger=logging.getLogger("labelbot.bolt"),
     )
-    labeling = Labeling(service, admins=settings.admins, executor=pool)
 
     @app.middleware
     def inject_labeling(context: BoltContext, next) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from bot.cli_errors import OneLineUsageErrors
 from core import io
 from core.config import load_settings
 from core.errors import LabelbotError, OutputFileError
@@ -37,6 +38,7 @@ app = typer.Typer(
     help="labelbot: label text data together, driven by active learning.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
 )
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -596,10 +598,13 @@ def serve(
         running.callback(EmbeddingWorker(settings).start().stop)
         from concurrent.futures import ThreadPoolExecutor
 
+        from bot.deliveries import delivery_client
         from bot.labeling import Labeling
 
         pool = ThreadPoolExecutor(bot_settings.after_ack_workers, thread_name_prefix="labelbot-listener")
-        labeling = Labeling(service, admins=bot_settings.admins, executor=pool, client=client)
+        labeling = Labeling(
+            service, admins=bot_settings.admins, executor=pool, client=delivery_client(client)
+        )
         # The token was checked above: bolt need not call auth.test again.
         slack_app = create_app(
             bot_settings, service, client=client, token_verification=False, labeling=labeling

@@ -343,6 +343,25 @@ def parse_modal_metadata(value: str) -> ModalContext:
     return ModalContext(project_id, project_digest, record_id, refs[0], refs[1])
 
 
+# ------------------------------------------------------------------------------------ outbox addresses
+
+
+def encode_card_address(channel: str, message_ts: str) -> str:
+    """Where a clicked card is (channel and message ts), as the outbox keeps it (core.deliveries)."""
+    for ref in (channel, message_ts):
+        if not isinstance(ref, str) or not _SLACK_REF_RE.fullmatch(ref):
+            raise ValueError(f"Invalid Slack channel or timestamp {ref!r}.")
+    return f"{channel} {message_ts}"
+
+
+def parse_card_address(address: str) -> tuple[str, str]:
+    """(channel, message ts) of :func:`encode_card_address`."""
+    channel, _, message_ts = (address or "").partition(" ")
+    if not _SLACK_REF_RE.fullmatch(channel) or not _SLACK_REF_RE.fullmatch(message_ts):
+        raise ValueError(f"Malformed card address {address!r}.")
+    return channel, message_ts
+
+
 # ------------------------------------------------------------------------------------------ review cards
 
 #: Label buttons on an admin's review card (``/label review``): the click is recorded as the gold label.

@@ -1,9 +1,10 @@
 """What every listener shares: the service, who is an admin, finding projects, sending cards, marking a
-card stale, and the pool that runs a listener's slow part after Slack got its 200.
+card stale, the outbox's deliveries, and the pool that runs a listener's slow part after Slack got its 200.
 
 The App runs with ``process_before_response=True``: a listener's synchronous part decides the HTTP
-response, so a click commits its answer, acks, and returns — the 200 leaves at once, with no polling
-for the ack — and hands the card update and the next card to :meth:`Labeling.later`.
+response, so a click commits its answer with the card update and next card it owes (the outbox,
+core.deliveries), acks, and returns — the 200 leaves at once, with no polling for the ack — and the
+pool delivers them after (:class:`bot.deliveries.CardDeliveries`), again and again until Slack takes them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot import blocks, ids
+from bot.deliveries import CardDeliveries
 from core.errors import LabelbotError, ProjectNotFound
 from core.service import LabelingService
 from core.types import ProjectInfo, RecordView
@@ -95,12 +97,16 @@ class Labeling:
         *,
         admins: frozenset[str] = frozenset(),
         executor: Executor | None = None,
+        client: WebClient | None = None,
     ) -> None:
         self.service = service
         self.admins = admins
-        self._executor = executor or ThreadPoolExecutor(
+        self.executor = executor or ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="labelbot-after-ack"
         )
+        # The outbox's deliveries through ``client`` (create_app gives it bot.deliveries.delivery_client);
+        # none for a Labeling that only sends scheduled cards.
+        self.deliveries = CardDeliveries(self, client) if client is not None else None
         self._dms: dict[str, str] = {}
         self._lock = threading.Lock()
         self._acks = threading.Condition()
@@ -140,7 +146,7 @@ class Labeling:
             except Exception:
                 log.exception("%s failed after the ack", getattr(fn, "__name__", fn))
 
-        self._executor.submit(run)
+        self.executor.submit(run)
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins

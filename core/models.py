@@ -189,3 +189,32 @@ class LeaderLease(SQLModel, table=True):
     holder: str
     expires_at: datetime
     acquired_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: what a client still owes a labeler after a click (core.deliveries).
+
+    Written in the click's own transaction; deleted once delivered. ``address`` and ``reply_to`` are
+    the client's, opaque here (a chat client's card location and where to tell the user of a refusal).
+    A row is claimed by one process at a time (``claim_token`` until ``claimed_until``).
+    """
+
+    __table_args__ = (Index("ix_delivery_due", "gave_up_at", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))
+    annotator: str = Field(index=True)
+    kind: str  # core.deliveries.KINDS
+    record_id: int | None = None  # the clicked record (card updates); none for "cards"
+    label: str | None = None  # the answer an "answered" card shows
+    complete: bool = False  # whether that answer completed the record
+    n: int = 0  # cards still to hand out and send ("cards")
+    notify_empty: bool = False  # "cards": say so when none is left
+    address: str | None = None
+    reply_to: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    due_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    last_error: str | None = None
+    gave_up_at: datetime | None = None

@@ -19,14 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
-from core import answers, embedding_job, handout, ingest, io, reports, stopping, training, vectors
+from core import answers, deliveries, embedding_job, handout, ingest, io, reports, stopping, training, vectors
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
@@ -49,6 +49,7 @@ from core.store import create_db_engine, reading, writing
 from core.types import (
     AnswerResult,
     CardUpdate,
+    Delivery,
     EmbeddingStatus,
     EmbedResult,
     ExportResult,
@@ -75,6 +76,15 @@ SOURCES = answers.SOURCES
 IMPORT_BATCH = 10_000
 IMPORT_PAUSE = 0.05
 EXPORT_COLUMNS = reports.EXPORT_COLUMNS
+
+#: Seconds a process may work on a claimed delivery before another may take it over (a delivery is
+#: a few Web API calls; the bot's delivery client gives up on one call after 10 s).
+DELIVERY_CLAIM_SECONDS = 60.0
+#: Waits between attempts at a delivery: doubling from 1 s, at most 15 s (or what the client was told),
+#: so a labeler has their card within about 15 s of Slack coming back.
+DELIVERY_BACKOFF_CAP = 15.0
+#: Given-up deliveries are kept this long, to be counted and looked at.
+DELIVERY_KEEP_GIVEN_UP = 7 * 24 * 3600
 
 #: A label by name, or a function choosing it from the project's label set as the answer's own
 #: transaction reads it (a chat button carries a label's index; the set may have changed since).
@@ -122,6 +132,7 @@ class LabelingService:
             trainer=trainer,
             nice=self.settings.training_nice,
         )
+        self.closed = False
         self._lock = threading.Lock()
         self._advice_cache: dict[int, tuple[str, Any]] = {}
 
@@ -167,6 +178,7 @@ class LabelingService:
 
     def close(self) -> None:
         """Wait for background work and release the database."""
+        self.closed = True  # pollers on this service (bot.deliveries) end
         self.retraining.close()
         self.engine.dispose()
 
@@ -471,12 +483,22 @@ class LabelingService:
         return [handout.with_guess(view, guess) for view in out.records]
 
     def record_answer(
-        self, project: ProjectKey, record_id: int, user: str, label: LabelChoice, *, source: str = "slack"
+        self,
+        project: ProjectKey,
+        record_id: int,
+        user: str,
+        label: LabelChoice,
+        *,
+        source: str = "slack",
+        card_address: str | None = None,
     ) -> AnswerResult:
         """Store ``user``'s answer in one short transaction. Answering again changes the answer.
 
         Raises ``StaleRecord`` when the record already has all the answers it needs from others.
         ``source="review"`` is an admin's gold decision: it completes the record whatever the answers.
+        ``card_address`` (the client's name for the card clicked): the same transaction writes the
+        card's update and, for a new answer, the user's next card to the outbox (core.deliveries);
+        their ids come back in ``AnswerResult.deliveries``.
         """
         if source not in SOURCES:
             raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
@@ -485,7 +507,14 @@ class LabelingService:
             name = label(info) if callable(label) else label
             if name not in info.label_names:
                 raise UnknownLabel(f"{name!r} is not a label of project {info.name!r}.")
-            stored = answers.store_answer(conn, info, record_id, user, name, source, self.clock())
+            now = self.clock()
+            stored = answers.store_answer(conn, info, record_id, user, name, source, now)
+            owed: tuple[int, ...] = ()
+            if card_address is not None:
+                owed = deliveries.for_click(
+                    conn, info.id, user, "answered", now, record_id=record_id, label=name,
+                    complete=stored.complete, address=card_address, next_card=stored.changed,
+                )
         started = self.retraining.answer_counted(info, stored.changed)
         return AnswerResult(
             project=info.name,
@@ -496,6 +525,7 @@ class LabelingService:
             changed=stored.changed,
             complete=stored.complete,
             retrain_started=started,
+            deliveries=owed,
         )
 
     def card_update(
@@ -572,18 +602,32 @@ class LabelingService:
         return results
 
     def skip(
-        self, project: ProjectKey, record_id: int, user: str, *, confirm: ProjectCheck | None = None
-    ) -> None:
+        self,
+        project: ProjectKey,
+        record_id: int,
+        user: str,
+        *,
+        confirm: ProjectCheck | None = None,
+        card_address: str | None = None,
+    ) -> tuple[int, ...]:
         """``user`` won't be handed this record again.
 
         ``confirm`` sees the project as this transaction reads it and may refuse it by raising (a chat
         button names its project by id and checks it is still the one the button was made for).
+        ``card_address``: as for :meth:`record_answer` (the card's update and the next card); returns
+        the ids of the outbox rows written.
         """
         with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
             if confirm is not None:
                 confirm(info)
             answers.skip(conn, info, record_id, user)
+            if card_address is None:
+                return ()
+            return deliveries.for_click(
+                conn, info.id, user, "skipped", self.clock(), record_id=record_id, address=card_address,
+                next_card=True,
+            )
 
     def undo(
         self,
@@ -592,14 +636,21 @@ class LabelingService:
         record_id: int | None = None,
         *,
         confirm: ProjectCheck | None = None,
+        card_address: str | None = None,
     ) -> UndoResult:
         """Remove ``user``'s answer to ``record_id`` (default: their latest) and lease it back to them.
-        ``confirm``: as for :meth:`skip`."""
+        ``confirm``, ``card_address``: as for :meth:`skip` (the card is restored; no next card)."""
         with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
             if confirm is not None:
                 confirm(info)
-            removed = answers.undo(conn, info, user, record_id, self.clock(), self.settings.lease_seconds)
+            now = self.clock()
+            removed = answers.undo(conn, info, user, record_id, now, self.settings.lease_seconds)
+            owed: tuple[int, ...] = ()
+            if card_address is not None:
+                owed = deliveries.for_click(
+                    conn, info.id, user, "restored", now, record_id=removed.record_id, address=card_address
+                )
         self.retraining.answer_counted(info, True)
         return UndoResult(
             project=info.name,
@@ -607,7 +658,75 @@ class LabelingService:
             external_id=removed.external_id,
             user=user,
             label=removed.label,
+            deliveries=owed,
         )
+
+    # ------------------------------------------------------------------ deliveries (core.deliveries)
+
+    def request_cards(
+        self,
+        project: ProjectKey,
+        user: str,
+        n: int,
+        *,
+        reply_to: str | None = None,
+        notify_empty: bool = False,
+    ) -> int:
+        """Owe ``user`` their next ``n`` cards (core.deliveries): records are handed out when the cards
+        are sent, so none is held by a card that never arrives. ``reply_to``: the client's address for
+        telling the user what happened. Returns the outbox row's id."""
+        if n <= 0:
+            raise LabelbotError("Ask for at least one card.")
+        with writing(self.engine, urgent=True) as conn:
+            info = self.projects.info(conn, project)
+            return deliveries.add(
+                conn, project_id=info.id, user=user, kind="cards", now=self.clock(), n=n,
+                notify_empty=notify_empty, reply_to=reply_to,
+            )
+
+    def claim_deliveries(self, *, ids: Iterable[int] | None = None, limit: int = 8) -> list[Delivery]:
+        """Claim up to ``limit`` deliveries that are due (of ``ids`` only, when given) for this process.
+
+        Each is then reported with :meth:`delivery_done` or :meth:`delivery_failed`; a claim not
+        reported within a minute lapses and another process may take the row.
+        """
+        with writing(self.engine) as conn:
+            return deliveries.claim(conn, self.clock(), DELIVERY_CLAIM_SECONDS, limit=limit, ids=ids)
+
+    def delivery_done(self, delivery: Delivery) -> None:
+        with writing(self.engine) as conn:
+            deliveries.finish(conn, delivery)
+
+    def delivery_failed(
+        self,
+        delivery: Delivery,
+        error: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        remaining: int | None = None,
+        unsent: Sequence[int] = (),
+    ) -> bool:
+        """A delivery failed: try again later, or give up (``permanent``, or older than the settings'
+        ``delivery_give_up_seconds``); returns True when given up. ``unsent``: records handed out for
+        cards that were not sent, released at once; ``remaining``: cards still owed."""
+        now = self.clock()
+        wait = max(retry_after or 0.0, min(DELIVERY_BACKOFF_CAP, 2.0 ** (delivery.attempts - 1)))
+        too_old = (now - delivery.created_at).total_seconds() >= self.settings.delivery_give_up_seconds
+        with writing(self.engine) as conn:
+            deliveries.release(conn, delivery.project_id, delivery.user, unsent)
+            if permanent or too_old:
+                deliveries.give_up(conn, delivery, now, error)
+                deliveries.prune(conn, now - timedelta(seconds=DELIVERY_KEEP_GIVEN_UP))
+                return True
+            deliveries.retry_at(conn, delivery, now + timedelta(seconds=wait), error, remaining=remaining)
+        return False
+
+    def delivery_counts(self, project: ProjectKey | None = None) -> tuple[int, int]:
+        """(waiting, given up) deliveries, of one project or all."""
+        with reading(self.engine) as conn:
+            project_id = None if project is None else self.projects.info(conn, project).id
+            return deliveries.counts(conn, project_id)
 
     def similar(
         self, project: ProjectKey, *, record_id: int | None = None, text: str | None = None, k: int = 10

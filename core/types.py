@@ -53,6 +53,7 @@ class AnswerResult:
     changed: bool  # False when the same user gave the same label before (a repeated click)
     complete: bool  # the record now has all the answers it needs
     retrain_started: bool = False
+    deliveries: tuple[int, ...] = ()  # the outbox rows this click wrote (core.deliveries)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class UndoResult:
     external_id: str
     user: str
     label: str  # the label that was removed
+    deliveries: tuple[int, ...] = ()  # the outbox rows this undo wrote (core.deliveries)
 
 
 @dataclass(frozen=True)
@@ -246,3 +248,29 @@ class CardUpdate:
     project: ProjectInfo
     record: RecordView
     next: tuple[RecordView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox row claimed by this process (core.deliveries): what to deliver to ``user``.
+
+    ``kind``: ``answered`` / ``skipped`` / ``restored`` (update the clicked card at ``address``, showing
+    ``label`` and ``complete`` for an answer) or ``cards`` (hand out and send ``n`` cards; with none
+    left, say so when ``notify_empty``). ``address`` and ``reply_to`` are the client's own strings.
+    ``attempts`` counts this one; ``token`` proves the claim when the outcome is reported.
+    """
+
+    id: int
+    project_id: int
+    user: str
+    kind: str
+    record_id: int | None
+    label: str | None
+    complete: bool
+    n: int
+    notify_empty: bool
+    address: str | None
+    reply_to: str | None
+    attempts: int
+    created_at: datetime
+    token: str

@@ -86,15 +86,16 @@ class InlineExecutor(Executor):
         return future
 
 
-def make_labeling(service: Any) -> Labeling:
-    """``Labeling`` as create_app builds it, with its after-ack pool run inline."""
-    return Labeling(service, admins=frozenset({ADMIN}), executor=InlineExecutor())
+def make_labeling(service: Any, client: Any = None) -> Labeling:
+    """``Labeling`` as create_app builds it, with its after-ack pool run inline; ``client`` delivers the
+    outbox (bot.deliveries), as create_app's delivery client does."""
+    return Labeling(service, admins=frozenset({ADMIN}), executor=InlineExecutor(), client=client)
 
 
 @pytest.fixture
-def context(svc: LabelingService) -> BoltContext:
+def context(svc: LabelingService, client: Mock) -> BoltContext:
     """What create_app's middleware puts into bolt's context (no scheduler: see the schedule tests)."""
-    return BoltContext({"labeling": make_labeling(svc)})
+    return BoltContext({"labeling": make_labeling(svc, client)})
 
 
 def slash(
@@ -707,17 +708,17 @@ def test_label_n_now_acks_first_then_dms_that_many_cards(
 def test_label_n_now_caps_a_forged_count(svc: LabelingService, client: Mock) -> None:
     service = Mock(LabelingService)
     service.get_project.return_value = svc.get_project("demo")
-    service.next_records.return_value = []
-    service.embedding_status.return_value = svc.embedding_status("demo")
-    context = BoltContext({"labeling": make_labeling(service)})
+    service.request_cards.return_value = 7
+    service.claim_deliveries.return_value = []
+    context = BoltContext({"labeling": make_labeling(service, client)})
     value = ids.encode_label_n_value(**demo_ref(svc), n=5000)
     ack_first_click(
         ids.ACTION_LABEL_N_NOW, context, client, {"action_id": ids.ACTION_LABEL_N_NOW, "value": value}
     )
-    service.next_records.assert_called_once_with(
-        demo_ref(svc)["project_id"], ALICE, actions.MAX_CARDS_PER_CLICK
+    service.request_cards.assert_called_once_with(
+        demo_ref(svc)["project_id"], ALICE, actions.MAX_CARDS_PER_CLICK, notify_empty=True
     )
-    assert "Nothing left to label in demo" in said(client.chat_postMessage)
+    service.claim_deliveries.assert_called_once_with(ids=(7,), limit=1)
 
 
 # ------------------------------------------------------------------------------------------ views

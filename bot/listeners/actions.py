@@ -1,6 +1,7 @@
-"""Card buttons and menus. A click that changes data commits it first (one short transaction), then
-acks — Slack gets its 200 only for what is stored — and updates the card and sends the next one after,
-with one service call (``card_update``) on the listener pool.
+"""Card buttons and menus. A click that changes data commits it first — with the card update and the
+next card it owes, in one short transaction (core.deliveries) — then acks, so Slack gets its 200 only
+for what is stored, and the listener pool delivers them after (bot.deliveries), retried until Slack
+takes them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from bot.labeling import (
     stale_reason,
 )
 from core.errors import LabelbotError, NothingToUndo
-from core.types import AnswerResult
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +37,19 @@ def on_label(ack: Ack, body: dict, action: dict, client: WebClient, context: Bol
     try:
         choice = ids.parse_label_value(value)
         result = labeling.service.record_answer(
-            choice.project_id, choice.record_id, user, chosen_label(choice)
+            choice.project_id, choice.record_id, user, chosen_label(choice), card_address=_clicked_card(body)
         )
     except (ValueError, LabelbotError) as exc:
         ack()
         labeling.later(mark_stale, client, body, stale_reason(exc))
         return
-    ack()  # the answer is committed
-    labeling.later(_show_answer, labeling, client, body, result, choice.project_id)
+    ack()  # the answer is committed, and what it owes the labeler with it
+    labeling.deliveries.deliver(result.deliveries)
 
 
-def _show_answer(
-    labeling: Labeling, client: WebClient, body: dict, result: AnswerResult, project_id: int
-) -> None:
-    user = result.user
-    update = labeling.service.card_update(
-        project_id, result.record_id, user, next_cards=1 if result.changed else 0
-    )
-    channel, ts = card_location(body)
-    card = blocks.answered_card(
-        update.project,
-        update.record,
-        label=result.label,
-        user_id=user,
-        nonce=ids.new_nonce(),
-        complete=result.complete,
-    )
-    client.chat_update(channel=channel, ts=ts, **card)
-    if result.changed:  # a repeated click on the same label sends no second card
-        labeling.post_cards(client, update.project, user, list(update.next))
+def _clicked_card(body: dict) -> str:
+    """The clicked card's address for the outbox (ValueError for a payload without a valid one)."""
+    return ids.encode_card_address(*card_location(body))
 
 
 def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -74,27 +58,16 @@ def on_skip(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
     try:
         ref = ids.parse_record_value(action.get("value"))
         # By id; confirmed against the button's project name inside the skip's transaction.
-        labeling.service.skip(ref.project_id, ref.record_id, user, confirm=confirmed_project(ref))
+        owed = labeling.service.skip(
+            ref.project_id, ref.record_id, user,
+            confirm=confirmed_project(ref), card_address=_clicked_card(body),
+        )
     except (ValueError, LabelbotError) as exc:
         ack()
         labeling.later(mark_stale, client, body, stale_reason(exc))
         return
     ack()  # the skip is committed
-    labeling.later(_show_skipped, labeling, client, body, ref.project_id, ref.record_id, user)
-
-
-def _show_skipped(
-    labeling: Labeling, client: WebClient, body: dict, project_id: int, record_id: int, user: str
-) -> None:
-    update = labeling.service.card_update(project_id, record_id, user, next_cards=1)
-    mark_stale(
-        client,
-        body,
-        "Skipped: you won't be asked about this record again.",
-        project=update.project.name,
-        record=update.record,
-    )
-    labeling.post_cards(client, update.project, user, list(update.next))
+    labeling.deliveries.deliver(owed)
 
 
 def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -102,7 +75,10 @@ def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
     user = body["user"]["id"]
     try:
         ref = ids.parse_record_value(action.get("value"))
-        labeling.service.undo(ref.project_id, user, record_id=ref.record_id, confirm=confirmed_project(ref))
+        result = labeling.service.undo(
+            ref.project_id, user, record_id=ref.record_id, confirm=confirmed_project(ref),
+            card_address=_clicked_card(body),
+        )
     except NothingToUndo:
         ack()  # a repeated Undo click: the card was restored by the first one
         return
@@ -111,17 +87,7 @@ def on_undo(ack: Ack, body: dict, action: dict, client: WebClient, context: Bolt
         labeling.later(mark_stale, client, body, stale_reason(exc))
         return
     ack()  # the answer is removed
-    labeling.later(_show_restored, labeling, client, body, ref.project_id, ref.record_id, user)
-
-
-def _show_restored(
-    labeling: Labeling, client: WebClient, body: dict, project_id: int, record_id: int, user: str
-) -> None:
-    update = labeling.service.card_update(project_id, record_id, user)
-    channel, ts = card_location(body)
-    client.chat_update(
-        channel=channel, ts=ts, **blocks.label_card(update.project, update.record, nonce=ids.new_nonce())
-    )
+    labeling.deliveries.deliver(result.deliveries)
 
 
 def on_show_similar(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -145,7 +111,8 @@ def on_start_labeling(body: dict, action: dict, client: WebClient, context: Bolt
         project = labeling.project_from_ref(ids.parse_project_value(action.get("value")))
     except (ValueError, StaleCard):
         return
-    labeling.send_cards(client, project, body["user"]["id"], say_when_none=True)
+    owed = labeling.service.request_cards(project.id, body["user"]["id"], 1, notify_empty=True)
+    labeling.deliveries.deliver_here([owed])
 
 
 def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltContext) -> None:
@@ -156,9 +123,11 @@ def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltCon
         project = labeling.project_from_ref(ref)
     except (ValueError, StaleCard):
         return  # a forged value or a deleted project: the prompt is simply stale
-    labeling.send_cards(
-        client, project, body["user"]["id"], min(ref.n, MAX_CARDS_PER_CLICK), say_when_none=True
-    )
+    n = min(ref.n, MAX_CARDS_PER_CLICK)
+    if n < 1:
+        return
+    owed = labeling.service.request_cards(project.id, body["user"]["id"], n, notify_empty=True)
+    labeling.deliveries.deliver_here([owed])
 
 
 def register(app: App) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot import blocks, ids
 from bot.labeling import Labeling, ack_first
@@ -38,6 +37,7 @@ class Invocation:
     # The process's running ``bot.scheduler.LabelScheduler`` (bolt's ``context["scheduler"]``); None when
     # the bot runs without one (tests, the playground).
     scheduler: LabelScheduler | None = None
+    response_url: str | None = None  # where a reply after the command's own goes (cards sent later)
 
     def reply(self, text: str) -> None:
         self.respond(response_type="ephemeral", **blocks.notice(text))
@@ -63,27 +63,10 @@ def _card_count(call: Invocation, subcommand: str, default: int) -> int:
 def _next(call: Invocation) -> None:
     n = _card_count(call, "next", 1)
     project = call.labeling.project_for_channel(call.channel_id)
-    try:
-        sent = call.labeling.send_cards(call.client, project, call.user_id, n)
-    except SlackApiError as exc:
-        raise LabelbotError(_cannot_dm(exc)) from None
-    if sent:
-        call.reply(f"Sent you {sent} card{'s' if sent != 1 else ''} from {project.name} in a direct message.")
-    else:
-        call.reply(call.labeling.nothing_left(project))
-
-
-def _cannot_dm(exc: SlackApiError) -> str:
-    """One line for a labeler whose cards could not be DMed (the reply itself goes by response_url)."""
-    error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-    said = f"Slack said {error or exc.response.status_code}"
-    log.warning("Could not DM cards (%s at %s)", error or exc.response.status_code, exc.response.api_url)
-    if not str(exc.response.api_url).endswith("conversations.open"):
-        return f"I could not post your cards in our direct message ({said}). Please try again later."
-    if error == "missing_scope":
-        return (f"I cannot open a direct message with you ({said}): a workspace admin needs to give "
-                "labelbot the im:write permission and reinstall it.")
-    return f"I could not open a direct message with you ({said}), so no card was sent."
+    # Owed first, then sent: the reply ("Sent you 2 cards", nothing left, or why Slack refused) comes
+    # from the delivery, and cards Slack does not take now follow when it does (bot.deliveries).
+    owed = call.labeling.service.request_cards(project.id, call.user_id, n, reply_to=call.response_url)
+    call.labeling.deliveries.deliver_here([owed], reply=call.reply)
 
 
 def _status(call: Invocation) -> None:
@@ -205,6 +188,7 @@ def handle_label(ack: Ack, command: dict, client: WebClient, respond: Respond, c
         trigger_id=command.get("trigger_id", ""),
         args=args.strip(),
         scheduler=context.get("scheduler"),
+        response_url=command.get("response_url"),
     )
     handler = SUBCOMMANDS.get(name) or ADMIN_SUBCOMMANDS.get(name)
     if handler is None:
