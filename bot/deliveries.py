@@ -273,7 +273,9 @@ class CardDeliveries:
             failure.remaining = delivery.n - sent
             failure.unsent = tuple(record.record_id for record in records[sent:])
             raise failure from None
-        if delivery.reply_to or reply:
+        # Said to a slash command (``reply``), or after "did not take your cards just now"; a click on
+        # a prompt's button needs no line to say its cards came.
+        if reply is not None or (delivery.reply_to and delivery.attempts > 1):
             s = "s" if len(records) != 1 else ""
             sent_line = f"Sent you {len(records)} card{s} from {project.name} in a direct message."
             self._reply(delivery, sent_line if records else self.labeling.nothing_left(project), reply)

@@ -28,7 +28,7 @@ from core.models import Annotation, Delivery, Lease
 from core.service import LabelingService
 from core.store import read_session
 from tests.conftest import make_settings
-from tests.slack_harness import ALICE, BOB, SlackHarness, start_harness
+from tests.slack_harness import ALICE, BOB, CHANNEL, SlackHarness, start_harness
 
 ADDRESS = "DALICE 1700000000.000100"
 
@@ -299,3 +299,20 @@ def test_a_delivery_outliving_its_time_is_given_up(tmp_path: Path) -> None:
         assert opened >= 2  # it was tried again before it was given up
     finally:
         harness.close()
+
+
+def test_a_prompt_button_whose_cards_slack_refuses_tells_the_clicker_why(h: SlackHarness) -> None:
+    from bot import blocks
+    from bot.standin import action_from_blocks
+
+    info = h.service.get_project("demo")
+    prompt = blocks.prompt_message(info, waiting=8, accuracy=None, n=3, minutes=1)
+    posted = h.standin.add_message(CHANNEL, prompt["text"], "U0BOT", blocks=prompt["blocks"])
+    h.standin.fail_next("conversations.open", status=200, error="missing_scope")
+    action = action_from_blocks(posted, ids.ACTION_LABEL_N_NOW)
+    assert h.sender.block_actions(BOB, [action], channel_id=CHANNEL, message=posted).status == 200
+    eventually(lambda: h.service.delivery_counts() == (0, 1), 30)
+    h.standin.wait_until(lambda: any(r["user"] == BOB for r in h.standin.responses), timeout=30)
+    [response] = [r for r in h.standin.responses if r["user"] == BOB]
+    assert response["action"] == "ephemeral" and "im:write" in str(response["payload"])
+    assert leases(h.service, BOB) == set() and h.cards(BOB) == []

@@ -716,7 +716,7 @@ def test_label_n_now_caps_a_forged_count(svc: LabelingService, client: Mock) -> 
         ids.ACTION_LABEL_N_NOW, context, client, {"action_id": ids.ACTION_LABEL_N_NOW, "value": value}
     )
     service.request_cards.assert_called_once_with(
-        demo_ref(svc)["project_id"], ALICE, actions.MAX_CARDS_PER_CLICK, notify_empty=True
+        demo_ref(svc)["project_id"], ALICE, actions.MAX_CARDS_PER_CLICK, notify_empty=True, reply_to=None
     )
     service.claim_deliveries.assert_called_once_with(ids=(7,), limit=1)
 

@@ -126,7 +126,10 @@ def on_label_n_now(body: dict, action: dict, client: WebClient, context: BoltCon
     n = min(ref.n, MAX_CARDS_PER_CLICK)
     if n < 1:
         return
-    owed = labeling.service.request_cards(project.id, body["user"]["id"], n, notify_empty=True)
+    # The prompt is a channel message: its response_url tells the clicker (only them) what happened.
+    owed = labeling.service.request_cards(
+        project.id, body["user"]["id"], n, notify_empty=True, reply_to=body.get("response_url")
+    )
     labeling.deliveries.deliver_here([owed])
 
 
