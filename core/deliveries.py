@@ -154,6 +154,12 @@ def claim(
     ]
 
 
+def any_due(conn: Connection, now: datetime) -> bool:
+    """Whether a row is due and unclaimed (a read, so an idle poller never takes the write lock)."""
+    due = and_(DeliveryRow.gave_up_at.is_(None), DeliveryRow.due_at <= now, _unclaimed(now))
+    return conn.execute(select(DeliveryRow.id).where(due).limit(1)).first() is not None
+
+
 def _claimed(delivery: Delivery):  # type: ignore[no-untyped-def]
     return and_(DeliveryRow.id == delivery.id, DeliveryRow.claim_token == delivery.token)
 

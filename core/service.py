@@ -690,6 +690,10 @@ class LabelingService:
         Each is then reported with :meth:`delivery_done` or :meth:`delivery_failed`; a claim not
         reported within a minute lapses and another process may take the row.
         """
+        if ids is None:
+            with reading(self.engine) as conn:
+                if not deliveries.any_due(conn, self.clock()):
+                    return []
         with writing(self.engine) as conn:
             return deliveries.claim(conn, self.clock(), DELIVERY_CLAIM_SECONDS, limit=limit, ids=ids)
 
