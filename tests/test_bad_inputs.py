@@ -125,6 +125,15 @@ CLI_CASES = [
                  id="settings: a number setting that is not a number"),
     pytest.param([], ["next", "P"], {"LABELBOT_RETRAIN_COOLDOWN": "1,5"}, "LABELBOT_RETRAIN_COOLDOWN='1,5'",
                  id="settings: a decimal comma"),
+    pytest.param([], ["next", "P"], {"LABELBOT_QUEUE_SIZE": "0"},
+                 "LABELBOT_QUEUE_SIZE='0': Input should be greater than or equal to 1",
+                 id="settings: a queue of no records (it would read as nothing left to label)"),
+    pytest.param([], ["next", "P"], {"LABELBOT_LEASE_SECONDS": "-60"}, "LABELBOT_LEASE_SECONDS='-60'",
+                 id="settings: a negative lease"),
+    pytest.param([], ["retrain", "P"], {"LABELBOT_LABEL_NAME_WEIGHT": "nan"},
+                 "LABELBOT_LABEL_NAME_WEIGHT='nan'", id="settings: a weight that is not a number (nan)"),
+    pytest.param([], ["embed", "P"], {"LABELBOT_EMBEDDING_BATCH_SIZE": "0"},
+                 "LABELBOT_EMBEDDING_BATCH_SIZE='0'", id="settings: batches of no texts"),
     pytest.param([], ["schedule", "P", "list"], {"LABELBOT_SCHEDULE_POLL_SECONDS": "-1"},
                  "LABELBOT_SCHEDULE_POLL_SECONDS='-1': Input should be greater than or equal to 0",
                  id="settings: a scheduler setting out of range"),
@@ -207,10 +216,31 @@ def files_of(directory: Path) -> dict[str, bytes]:
             and p.suffix != ".db"}
 
 
+USAGE_CASES = [
+    pytest.param(["answer", "P", "r1"], "Missing argument 'label'. (see `labelbot answer --help`)",
+                 id="usage: a missing argument"),
+    pytest.param(["next", "P", "--bogus"], "No such option: --bogus",
+                 id="usage: an option that does not exist"),
+    pytest.param(["next", "P", "-n", "lots"], "Invalid value for '-n'",
+                 id="usage: a word where a number goes"),
+    pytest.param(["lable", "P"], "No such command 'lable'", id="usage: a command that does not exist"),
+    pytest.param(["schedule", "P", "add", "--when", "daily 10:00"], "Missing option '--channel'",
+                 id="usage: a missing required option of a subcommand"),
+]
+
+
+@pytest.mark.parametrize(("command", "expected"), USAGE_CASES)
+def test_cli_usage_errors_are_one_line_with_where_the_help_is(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], expected: str
+) -> None:
+    test_cli_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, [], command, {}, expected,
+                                                       exit_code=2)
+
+
 @pytest.mark.parametrize(("setup", "command", "env", "expected"), CLI_CASES)
 def test_cli_bad_input_is_one_line_and_changes_nothing(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, setup: list[list[str]], command: list[str],
-    env: dict[str, str], expected: str,
+    env: dict[str, str], expected: str, exit_code: int = 1,
 ) -> None:
     engine = sa.create_engine(os.environ["LABELBOT_DATABASE_URL"])  # the workspace's, whatever env says
     for name, value in env.items():
@@ -219,8 +249,8 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(
         assert runner.invoke(app, step).exit_code == 0, step
     try:
         before, files_before = stored(engine), files_of(workspace)
-        result = runner.invoke(app, command)
-        assert result.exit_code == 1, result.output
+        result = runner.invoke(app, command, prog_name="labelbot")
+        assert result.exit_code == exit_code, result.output
         line = one_line(result.stderr)
         assert line.startswith("error: ") and expected in line, line
         assert stored(engine) == before
