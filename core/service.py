@@ -384,6 +384,9 @@ class LabelingService:
             state = self.projects.state(conn, project)
             current = self.pools.model_of(state)
             target = model or vectors.models_of(conn, state.info.id)[1] or current
+        embedder = self.embedder_for(target)
+        if target != current:
+            _ = embedder.dim  # loads the model: one that cannot load fails before the project moves to it
         if target != current or model is not None:
             with writing(self.engine) as conn:
                 vectors.set_target(conn, state.info.id, None if target == current else target)
@@ -392,7 +395,7 @@ class LabelingService:
             state.info.name,
             state.info.id,
             target,
-            self.embedder_for(target),
+            embedder,
             progress=progress,
             should_stop=should_stop,
         )

@@ -188,10 +188,7 @@ CLI_CASES = [
                  id="command: remove a schedule that does not exist"),
     pytest.param([], ["embed", "P", "--model", NOT_INSTALLED], {},
                  f"Could not load the embedding model '{NOT_INSTALLED}'",
-                 id="command: embed --model that is not installed",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "one line, but the project is left 'moving to' the model: LabelingService.embed "
-                     "sets the target before the model loads (core/service.py, the lead's file now)"))),
+                 id="command: embed --model that is not installed (the project does not move to it)"),
 ]
 
 
