@@ -179,6 +179,7 @@ def start_harness(
         # As ``labelbot serve`` builds it: the App's WebClient (the stand-in's URL) opens the connection.
         handler = SocketModeHandler(app, settings.slack_app_token, ping_interval=ping_interval)
         handler.connect()
+        socket_mode.wait_for_connections(1)  # the server has the connection too (it may lag the client)
         return SlackHarness(
             standin=standin, service=service, app=app, server=None, settings=settings, pool=pool,
             sender=SocketModeSender(socket_mode, standin), socket_mode=socket_mode, handler=handler,
