@@ -381,10 +381,6 @@ def test_a_forged_or_stale_click_marks_the_card_with_one_line_and_stores_nothing
     assert stored(harness.service.engine) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bolt answers an action no listener matches with 404 (Slack shows the user an error icon) and logs a "
-    "multi-line warning with a code suggestion; the fix is a catch-all action listener or bolt's "
-    "unhandled-request handling in bot/app.py (the lead's file now)"))
 def test_an_unknown_action_id_gets_200_one_log_line_and_changes_nothing(
     harness: SlackHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
