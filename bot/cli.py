@@ -619,7 +619,9 @@ def serve(
         leadership = service.leadership().start()
         running.callback(leadership.stop)  # gives the lease to another replica at once (before the workers)
         # Retrain checks, prompts, digests; attach: /label schedule etc. find it in bolt's context.
-        scheduler = LabelScheduler(service, slack_app.client, leadership=leadership).attach(slack_app).start()
+        scheduler = LabelScheduler(
+            service, slack_app.client, leadership=leadership, labeling=labeling
+        ).attach(slack_app).start()
         running.callback(service.wait_for_retrains)  # the retrain in flight ends before another replica's
         running.callback(scheduler.shutdown, wait=False)
         freeze_startup_objects()

@@ -126,12 +126,13 @@ class CardDeliveries:
 
     def deliver_here(
         self, delivery_ids: Iterable[int], *, reply: Callable[[str], None] | None = None
-    ) -> None:
-        """Deliver these rows on this thread (one already off the request path). ``reply``: how to tell
-        the user what happened now (a slash command's ``respond``); later attempts use ``reply_to``."""
+    ) -> int:
+        """Deliver these rows on this thread (one already off the request path); returns how many cards
+        were sent. ``reply``: how to tell the user what happened now (a slash command's ``respond``);
+        later attempts use the row's ``reply_to``."""
         wanted = tuple(delivery_ids)
         if not wanted:
-            return
+            return 0
         with self._lock:
             self._in_flight += len(wanted)
         try:
@@ -139,13 +140,12 @@ class CardDeliveries:
         except Exception as exc:  # a busy or unreachable database: the poller finds them later
             log.warning("Could not claim deliveries %s now (%s); they are retried", wanted, exc)
             self._ensure_poller()
-            return
+            return 0
         finally:
             with self._lock:
                 self._in_flight -= len(wanted)
         # Rows not claimed are another process's (serve's poller takes them over should it die).
-        for delivery in claimed:
-            self._run(delivery, reply)
+        return sum(self._run(delivery, reply) for delivery in claimed)
 
     def start(self) -> CardDeliveries:
         """Poll for due deliveries until :meth:`stop` (``labelbot serve``)."""
@@ -194,16 +194,18 @@ class CardDeliveries:
 
     # ------------------------------------------------------------------ what
 
-    def _run(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> None:
+    def _run(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> int:
+        """Deliver one claimed row and report the outcome; returns how many cards it sent."""
         try:
-            self._send(delivery, reply)
+            sent = self._send(delivery, reply)
         except Exception as exc:
             self._failed(delivery, classify(exc), reply)
-            return
+            return 0
         try:
             self.service.delivery_done(delivery)
         except Exception as exc:  # sent; the row comes back when its claim lapses and sends once more
             log.warning("Delivery %s sent but not marked done: %s", delivery.id, exc)
+        return sent
 
     def _failed(
         self, delivery: Delivery, failure: DeliveryFailed, reply: Callable[[str], None] | None = None
@@ -232,10 +234,9 @@ class CardDeliveries:
             self._reply(delivery, line, reply)
         self._ensure_poller()
 
-    def _send(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> None:
+    def _send(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> int:
         if delivery.kind == "cards":
-            self._send_cards(delivery, reply)
-            return
+            return self._send_cards(delivery, reply)
         assert delivery.record_id is not None and delivery.address is not None
         update = self.service.card_update(delivery.project_id, delivery.record_id, delivery.user)
         if delivery.kind == "answered":
@@ -252,8 +253,9 @@ class CardDeliveries:
             card = blocks.label_card(update.project, update.record, nonce=ids.new_nonce())
         channel, ts = ids.parse_card_address(delivery.address)
         self.client.chat_update(channel=channel, ts=ts, **card)
+        return 0
 
-    def _send_cards(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> None:
+    def _send_cards(self, delivery: Delivery, reply: Callable[[str], None] | None = None) -> int:
         """Hand out and DM the cards; the records of cards not sent are released with the failure."""
         project = self.service.get_project(delivery.project_id)
         records: list[RecordView] = self.service.next_records(project.id, delivery.user, delivery.n)
@@ -279,6 +281,7 @@ class CardDeliveries:
             s = "s" if len(records) != 1 else ""
             sent_line = f"Sent you {len(records)} card{s} from {project.name} in a direct message."
             self._reply(delivery, sent_line if records else self.labeling.nothing_left(project), reply)
+        return len(records)
 
     def _reply(self, delivery: Delivery, text: str, reply: Callable[[str], None] | None = None) -> None:
         """Tell the user: through ``reply``, or the reply address their request came with (best effort)."""

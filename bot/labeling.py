@@ -195,34 +195,6 @@ class Labeling:
             )
         return f"Nothing left to label in {project.name} for you right now. Thank you!"
 
-    def post_cards(
-        self, client: WebClient, project: ProjectInfo, user_id: str, records: list[RecordView]
-    ) -> None:
-        """DM ``records`` to ``user_id`` as label cards, or say that nothing is left when there are none."""
-        channel = self.dm_channel(client, user_id)
-        if not records:
-            client.chat_postMessage(channel=channel, **blocks.notice(self.nothing_left(project)))
-        for record in records:
-            client.chat_postMessage(
-                channel=channel, **blocks.label_card(project, record, nonce=ids.new_nonce())
-            )
-
-    def send_cards(
-        self,
-        client: WebClient,
-        project: ProjectInfo,
-        user_id: str,
-        n: int = 1,
-        *,
-        say_when_none: bool = False,
-    ) -> int:
-        """DM ``user_id`` their next ``n`` cards; returns how many were sent. With none left, nothing is
-        posted, or (``say_when_none``, after a click say) a line saying so."""
-        records = self.service.next_records(project.id, user_id, n)
-        if records or say_when_none:
-            self.post_cards(client, project, user_id, records)
-        return len(records)
-
 
 #: The arguments bolt passes to a listener wrapped by :func:`ack_first` (bolt passes what a listener's
 #: signature names; the wrapper names every one our listeners use and forwards the ones each wants).

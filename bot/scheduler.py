@@ -151,7 +151,8 @@ class LabelScheduler:
         self.runtime: Runtime | None = None
         self.client = client
         self.settings = settings or SchedulerSettings()
-        self.labeling = labeling or Labeling(service)
+        # Scheduled cards go through the outbox (bot.deliveries) like every other card.
+        self.labeling = labeling or Labeling(service, client=client)
         self.clock = clock or (lambda: datetime.now(UTC))
         url = database_url or service.settings.database_url
         engine_options: dict[str, Any] = {}
@@ -502,8 +503,9 @@ def run_subscription(*, job_id: str, project_id: int, project: str, target: str,
     if found is None:
         return 0
     runtime, info = found
-    sent = runtime.labeling.send_cards(runtime.client, info, target, n)
-    if sent:
+    owed = runtime.service.request_cards(info.id, target, n)
+    sent = runtime.labeling.deliveries.deliver_here([owed]) if runtime.labeling.deliveries else 0
+    if sent:  # cards Slack did not take now follow later, without this line
         runtime.client.chat_postMessage(
             channel=runtime.labeling.dm_channel(runtime.client, target),
             **blocks.notice(f"Your scheduled cards from {info.name} ({when}). "
