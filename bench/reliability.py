@@ -396,6 +396,7 @@ class Crowd:
         self.phase = ""
         self.ask_next = True
         self.ask_after = 3.0
+        self.cards_each = 1  # what /label next asks for
         self.paused = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -405,6 +406,10 @@ class Crowd:
     def sender(self) -> SlackRequestSender:
         return SlackRequestSender(self.url, SIGNING_SECRET, standin=self.standin, timeout=60.0)
 
+    def unclicked_cards(self, user: str) -> list[dict]:
+        return [m for m in self.standin.messages(self.standin.dm_channel(user))
+                if m["ts"] not in self.clicked[user] and card_record(m.get("blocks", []))]
+
     def fresh_card(self, user: str) -> dict | None:
         """The user's newest card with label buttons that they have not clicked."""
         for message in reversed(self.standin.messages(self.standin.dm_channel(user))):
@@ -412,11 +417,12 @@ class Crowd:
                 return message
         return None
 
-    def label_next(self, user: str) -> Click:
+    def label_next(self, user: str, cards: int = 1) -> Click:
         began = time.monotonic()
         status, error = None, None
+        text = "next" if cards == 1 else f"next {cards}"
         try:
-            status = self.sender().slash_command("/label", "next", user_id=user, channel_id=CHANNEL).status
+            status = self.sender().slash_command("/label", text, user_id=user, channel_id=CHANNEL).status
         except (OSError, urllib.error.URLError) as exc:
             error = type(exc).__name__ + ": " + str(exc)[:80]
         command = Click(user, -1, "", began, time.monotonic() - began, status, error, self.phase)
@@ -453,7 +459,7 @@ class Crowd:
             card = self.fresh_card(user)
             if card is None:
                 if self.ask_next and time.monotonic() - last_card > self.ask_after:
-                    self.label_next(user)
+                    self.label_next(user, self.cards_each)
                     last_card = time.monotonic()
                 self._stop.wait(0.2)
                 continue
@@ -625,7 +631,7 @@ def _faults_taken(standin: SlackStandIn, since: float, method: str, status: int)
 
 def scenario_webapi_faults(args: argparse.Namespace) -> dict[str, Any]:
     space = Workspace.create(args.records)
-    out: dict[str, Any] = {"labelers": args.labelers, "records": args.records}
+    out: dict[str, Any] = {"labelers": args.labelers, "records": args.records, "cards_each": args.cards_each}
     with running_standin(args.labelers) as (standin, crowd):
         proxy = FlakyProxy(standin.port)
         serve = Serve(space, proxy.base_url, "webapi_faults")
@@ -633,12 +639,14 @@ def scenario_webapi_faults(args: argparse.Namespace) -> dict[str, Any]:
             serve.start()
             crowd.url = serve.url
             crowd.phase = "warm-up"
+            crowd.cards_each = args.cards_each  # a few cards each: more clicks while Slack fails
             crowd.start()
             if not wait_until(lambda: all(crowd.fresh_card(u) for u in crowd.users), 120):
                 raise RuntimeError(f"not every labeler got a first card; serve's log ends:\n"
                                    f"{serve.log_tail(12)}")
-            crowd.ask_next = False  # from here a labeler without a card waits: stuck is what we measure
             time.sleep(3.0)
+            crowd.ask_next = False  # from here a labeler without a card waits: stuck is what we measure
+            wait_until(lambda: all(len(crowd.unclicked_cards(u)) >= args.cards_each for u in crowd.users), 30)
             n = args.labelers
             faults: list[tuple[str, list[tuple[str, int, int, int]]]] = [
                 ("429_storm", [("chat.update", 429, 2, 2 * n), ("chat.postMessage", 429, 2, 2 * n)]),
@@ -667,6 +675,12 @@ def _one_fault(
     name: str, injected: list[tuple[str, int, int, int]], args: argparse.Namespace, standin: SlackStandIn,
     crowd: Crowd, proxy: FlakyProxy,
 ) -> dict[str, Any]:
+    for user in crowd.users:  # each labeler holds cards_each cards when the fault starts
+        missing = args.cards_each - len(crowd.unclicked_cards(user))
+        if missing > 0:
+            crowd.label_next(user, missing)
+    wait_until(lambda: all(len(crowd.unclicked_cards(u)) >= args.cards_each for u in crowd.users), 30)
+    held = min(len(crowd.unclicked_cards(u)) for u in crowd.users)
     crowd.phase = name
     began = time.monotonic()
     if injected:
@@ -692,6 +706,7 @@ def _one_fault(
     ended = time.monotonic()
     crowd.paused.set()  # labelers stop clicking: does each get a card without asking?
     time.sleep(0.5)
+    empty_handed = sum(1 for u in crowd.users if not crowd.unclicked_cards(u))
     got_card: dict[str, float] = {}
 
     def everyone_has_a_card() -> bool:
@@ -708,7 +723,9 @@ def _one_fault(
         "faults_taken": taken,
         "all_faults_taken": all_taken,
         **latency_summary(clicks),
+        "fewest_cards_held_at_start": held,
         "labelers_who_clicked": len({c.user for c in clicks}),
+        "labelers_without_a_card_when_slack_came_back": empty_handed,
         "labelers_with_a_fresh_card": len(got_card),
         "labelers_stuck": len(stuck),
         "fresh_card_after_s_max": round(max(got_card.values()), 1) if got_card else None,
@@ -944,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigterms", type=int, default=2)
     parser.add_argument("--recovery", type=float, default=60.0,
                         help="seconds after a Web API fault ends for each labeler's next card")
+    parser.add_argument("--cards-each", type=int, default=2,
+                        help="cards each labeler holds when a Web API fault starts (/label next N)")
     parser.add_argument("--fault-cap", type=float, default=45.0,
                         help="seconds at most a 429/5xx fault stays injected")
     parser.add_argument("--output", type=Path, default=RESULTS)
