@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
@@ -70,6 +71,19 @@ def check_slack(client: WebClient) -> dict:
         raise LabelbotError(
             f"Cannot reach Slack at {client.base_url}: {reason}. Check the network, or SLACK_API_URL."
         ) from None
+
+
+def socket_mode_handler(app: App, app_token: str, *, ping_interval: float = 10) -> Any:
+    """The Socket Mode connection for ``app`` (``labelbot serve`` and the tests build it here).
+
+    slack_sdk's websocket-client adapter, not its builtin one: after a dropped connection the builtin
+    client reads the closed stream as "no data yet" in a busy loop and reconnects only after five missed
+    pings (57 s, most of a core, in bench/socket_reconnect.py); this one reconnects in half a second.
+    Envelopes sent meanwhile are re-sent by Slack, so none is lost either way.
+    """
+    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+
+    return SocketModeHandler(app, app_token, ping_interval=ping_interval)
 
 
 def create_app(

@@ -628,10 +628,10 @@ def serve(
         if stop.received:  # a signal during start-up: stop before serving
             return
         if transport == "socket":
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from bot.app import socket_mode_handler
 
             console.print("labelbot is connecting to Slack over Socket Mode.")
-            handler = SocketModeHandler(slack_app, bot_settings.slack_app_token)
+            handler = socket_mode_handler(slack_app, bot_settings.slack_app_token)
             handler.connect()
             running.callback(handler.close)
         else:

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from slack_bolt import App
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot.app import create_app, make_client
+from bot.app import create_app, make_client, socket_mode_handler
 from bot.server import EVENTS_PATH, SlackHTTPServer
 from bot.settings import BotSettings
 from bot.standin import SlackRequestSender, SlackStandIn, SocketModeSender, SocketModeStandIn
@@ -46,7 +45,7 @@ class SlackHarness:
     pool: ThreadPoolExecutor
     extra: dict[str, object] = field(default_factory=dict)
     socket_mode: SocketModeStandIn | None = None  # the WebSocket end, over Socket Mode
-    handler: SocketModeHandler | None = None
+    handler: Any = None  # bot.app.socket_mode_handler's
 
     # -------------------------------------------------------------- what users do
 
@@ -177,7 +176,7 @@ def start_harness(
     if socket:
         socket_mode = SocketModeStandIn(standin, app_token=APP_TOKEN).start()
         # As ``labelbot serve`` builds it: the App's WebClient (the stand-in's URL) opens the connection.
-        handler = SocketModeHandler(app, settings.slack_app_token, ping_interval=ping_interval)
+        handler = socket_mode_handler(app, settings.slack_app_token, ping_interval=ping_interval)
         handler.connect()
         socket_mode.wait_for_connections(1)  # the server has the connection too (it may lag the client)
         return SlackHarness(

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -255,15 +256,28 @@ def test_refresh_requested_reconnects_and_clicks_keep_working(sock: SlackHarness
     socket_mode = socket_of(h)
     socket_mode.request_refresh()
     # The client opens a new connection (a fresh apps.connections.open) and closes the old one itself.
-    socket_mode.wait_until(
-        lambda: [c.number for c in socket_mode.open_connections()] == [2], WAIT, "connection 1 replaced"
-    )
-    assert len(h.standin.calls_to("apps.connections.open")) == 2
+    # slack_sdk's websocket-client adapter may ask for a URL more than once (it asked 4 times, for 2
+    # connections, in our runs) and replace a new connection as the old one's close reaches it: wait
+    # until one connection stays.
+    settled = _settled_connection(socket_mode)
+    assert settled.number >= 2 and len(h.standin.calls_to("apps.connections.open")) >= settled.number
     assert h.click_label(ALICE, card, "ham").status == 200
-    assert socket_mode.acks()[-1].connection == 2
+    assert socket_mode.acks()[-1].connection == settled.number
     assert annotations(h.service) == [(record_of(card), ALICE, "ham", "slack")]
     h.standin.wait_until(lambda: any(c["ts"] != card["ts"] for c in h.cards(ALICE)), timeout=WAIT)
     assert socket_mode.unacked() == []
+
+
+def _settled_connection(socket_mode: SocketModeStandIn, quiet: float = 1.0) -> Any:
+    """The one open connection once no new one has been opened for ``quiet`` seconds."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        before = [c.number for c in socket_mode.open_connections()]
+        time.sleep(quiet)
+        after = socket_mode.open_connections()
+        if len(after) == 1 and [c.number for c in after] == before:
+            return after[0]
+    raise TimeoutError(f"connections did not settle: {[c.number for c in socket_mode.open_connections()]}")
 
 
 @pytest.mark.parametrize("sock", [FAST_PING], indirect=True, ids=["fast-ping"])
