@@ -281,6 +281,7 @@ class FlakyProxy:
         self.up = True
         self.resets = 0
         self._open: set[socket.socket] = set()
+        self._clients: set[socket.socket] = set()  # the sockets of serve's connections
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
@@ -292,9 +293,15 @@ class FlakyProxy:
     def set_down(self) -> None:
         with self._lock:
             self.up = False
-            for sock in self._open:
-                _reset(sock)
+            for sock in self._open:  # serve's side is reset; the stand-in's side just closed (no noise)
+                if sock in self._clients:
+                    _reset(sock)
+                else:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
             self._open.clear()
+            self._clients.clear()
 
     def set_up(self) -> None:
         with self._lock:
@@ -324,6 +331,7 @@ class FlakyProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._open |= {client, upstream}
+                self._clients.add(client)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -337,6 +345,7 @@ class FlakyProxy:
         finally:
             with self._lock:
                 self._open.discard(source)
+                self._clients.discard(source)
             with contextlib.suppress(OSError):
                 source.close()
 
