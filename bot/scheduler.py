@@ -219,6 +219,12 @@ class LabelScheduler:
             self.service.forward_retrains(None)
         with self._role_lock:  # not while a change of role pauses or resumes it
             if self.scheduler.running:
+                # Paused first, and past the round of due jobs in progress (it holds the job stores'
+                # lock while it hands jobs to the executor): a job handed over during shutdown logged
+                # "cannot schedule new futures after shutdown" and a JobLookupError, with tracebacks.
+                self.scheduler.pause()
+                with self.scheduler._jobstores_lock:
+                    pass
                 self.scheduler.shutdown(wait=wait)
         if self._poller is not None:
             self._poller.join(timeout=5)
