@@ -316,3 +316,28 @@ def test_a_prompt_button_whose_cards_slack_refuses_tells_the_clicker_why(h: Slac
     [response] = [r for r in h.standin.responses if r["user"] == BOB]
     assert response["action"] == "ephemeral" and "im:write" in str(response["payload"])
     assert leases(h.service, BOB) == set() and h.cards(BOB) == []
+
+
+def test_status_counts_deliveries_waiting_and_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from tests.conftest import use_cli_environment
+
+    use_cli_environment(tmp_path, monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "P", "--labels", "spam,ham"]).exit_code == 0
+    quiet = runner.invoke(app, ["status", "P"])
+    assert quiet.exit_code == 0 and "Card deliveries" not in quiet.output
+    service = LabelingService(embedder=HashingEmbedder(64))
+    try:
+        service.request_cards("P", ALICE, 1)
+        service.request_cards("P", BOB, 1)
+        [first, _] = service.claim_deliveries()
+        service.delivery_failed(first, "user_not_found", permanent=True)
+    finally:
+        service.close()
+    shown = runner.invoke(app, ["status", "P"])
+    assert "Card deliveries: 1 waiting for Slack, 1 given up" in shown.output  # BOB's is in flight
