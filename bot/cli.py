@@ -400,7 +400,7 @@ def status(
     waiting, given_up = service.delivery_counts(project)
     if waiting or given_up:  # the outbox (docs/reliability.md): what Slack has not taken yet
         console.print(
-            f"Card deliveries: {waiting:,} waiting for Slack, {given_up:,} given up in the last 7 days.",
+            f"Card deliveries: {waiting:,} waiting for Slack, {given_up:,} given up.",
             highlight=False,
         )
 
