@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,11 @@ from core.config import Settings  # noqa: E402
 from core.embeddings import HashingEmbedder  # noqa: E402
 from core.io import ImportRow  # noqa: E402
 from core.service import LabelingService  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 TOKEN = "xoxb-bench-replicas"
 CHANNEL = "C0REPLICAS"
 LABELBOT = str(Path(sys.executable).parent / "labelbot")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def health(port: int) -> tuple[int, dict] | None:

@@ -59,6 +59,7 @@ from bot import ids  # noqa: E402
 from bot.server import EVENTS_PATH  # noqa: E402
 from bot.standin import SlackRequestSender, SlackStandIn  # noqa: E402
 from bot.standin.signing import action_from_blocks  # noqa: E402
+from tests.processes import descendants, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reliability.json"
 CODE = ROOT  # the source tree serve runs: this checkout, or a commit exported by --code
@@ -73,32 +74,6 @@ GIVE_UP = 180.0  # seconds before a wait for serve is a failure (the CPU is shar
 
 
 # ------------------------------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live (non-zombie) process below ``pid``, from the parent ids in /proc/*/stat."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def cmdline(pid: int) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -29,24 +29,9 @@ from core.service import LabelingService
 from core.store import read_session
 from tests.conftest import make_settings
 from tests.slack_harness import ALICE, BOB, CHANNEL, SlackHarness, start_harness
+from tests.test_crowd import Clock
 
 ADDRESS = "DALICE 1700000000.000100"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def make_service(tmp_path: Path, clock: Clock, **settings: object) -> LabelingService:
@@ -57,6 +42,11 @@ def make_service(tmp_path: Path, clock: Clock, **settings: object) -> LabelingSe
     rows = [ImportRow(line=i + 2, external_id=str(i), text=f"text {i}") for i in range(6)]
     service.import_rows("demo", rows)
     return service
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture

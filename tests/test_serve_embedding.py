@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from core.embeddings import HashingEmbedder
 from core.io import ImportRow
 from core.service import LabelingService
 from tests.conftest import make_settings, serve_env
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rows(n: int, start: int = 0) -> list[ImportRow]:
@@ -63,7 +57,7 @@ def test_serve_embeds_in_the_background_and_its_worker_ends_with_it(tmp_path: Pa
     svc.create_project("p", ["a", "b"])
     svc.import_rows("p", _rows(40), embed=False)
     slack = SlackStandIn(bot_token="xoxb-test").start()
-    port = _free_port()
+    port = free_port()
     env = serve_env(settings, LABELBOT_PORT=str(port), SLACK_API_URL=slack.base_url)
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  (closed below; read when a wait fails)
     serve = subprocess.Popen(

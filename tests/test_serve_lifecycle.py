@@ -28,37 +28,13 @@ from core.embeddings import HashingEmbedder
 from core.io import ImportRow
 from core.service import LabelingService
 from tests.conftest import make_settings, serve_env
+from tests.processes import descendants, free_port
 from tests.slack_harness import ALICE, SlackHarness, start_harness
 
 ROOT = Path(__file__).resolve().parents[1]
 REAPER = Path(__file__).with_name("serve_reaper.py")
 SERVE = [sys.executable, "-c", "from bot.cli import app; app()", "serve", "--http"]
 GIVE_UP = 120.0  # seconds before a wait is a failure; generous, the CPU is shared
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, from the parent ids in /proc/*/stat."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -91,7 +67,7 @@ class Reaped:
 
     def kill(self) -> None:
         if self.reaper.poll() is None:
-            for pid in (*_descendants(self.reaper.pid), self.reaper.pid):
+            for pid in (*descendants(self.reaper.pid), self.reaper.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.reaper.wait()
@@ -113,7 +89,7 @@ def _serving(tmp_path: Path, slack: SlackStandIn) -> tuple[Reaped, int]:
     svc.create_project("p", ["a", "b"])
     svc.import_rows("p", [ImportRow(line=i, external_id=str(i), text=f"message {i}") for i in range(5)])
     svc.close()
-    port = _free_port()
+    port = free_port()
     env = serve_env(settings, LABELBOT_PORT=str(port), SLACK_API_URL=slack.base_url)
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
 
@@ -136,7 +112,7 @@ def test_sigterm_and_ctrl_c_stop_serve_cleanly_with_exit_0(
 ) -> None:
     serve, port = _serving(tmp_path, slack)
     try:
-        workers = _descendants(serve.pid)
+        workers = descendants(serve.pid)
         assert workers, "serve started no worker process"
         os.kill(serve.pid, stop)
         report = serve.finish()
@@ -154,7 +130,7 @@ def test_sigterm_and_ctrl_c_stop_serve_cleanly_with_exit_0(
 def test_kill_9_of_serve_leaves_no_process_behind(tmp_path: Path, slack: SlackStandIn) -> None:
     serve, _ = _serving(tmp_path, slack)
     try:
-        assert _descendants(serve.pid), "serve started no worker process"
+        assert descendants(serve.pid), "serve started no worker process"
         os.kill(serve.pid, signal.SIGKILL)
         report = serve.finish()
         assert report["rc"] == -signal.SIGKILL
@@ -190,7 +166,7 @@ def test_the_training_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> N
     try:
         _wait_for(lambda: "ready" in parent.output() or parent.reaper.poll() is not None, "the first retrain")
         assert "ready" in parent.output(), parent.output()
-        assert _descendants(parent.pid), "no training worker was started"
+        assert descendants(parent.pid), "no training worker was started"
         os.kill(parent.pid, signal.SIGKILL)
         report = parent.finish()
         assert report["left"] == [], parent.output()
@@ -209,7 +185,7 @@ def test_a_busy_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
                     tmp_path / "busy.log", tmp_path)
     try:
         _wait_for(lambda: "ready" in parent.output(), "the worker to start")
-        assert len(_descendants(parent.pid)) == 1
+        assert len(descendants(parent.pid)) == 1
         os.kill(parent.pid, signal.SIGKILL)
         report = parent.finish()
         assert report["left"] == [], parent.output()
@@ -221,9 +197,9 @@ def test_a_busy_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
 
 
 def test_serve_says_in_one_line_when_slack_cannot_be_reached(tmp_path: Path) -> None:
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
     url = f"http://127.0.0.1:{closed}/api/"
-    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=url)
+    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(free_port()), SLACK_API_URL=url)
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
     try:
         report = serve.finish()
@@ -238,7 +214,7 @@ def test_serve_says_in_one_line_when_slack_cannot_be_reached(tmp_path: Path) -> 
 
 
 def test_serve_says_in_one_line_when_slack_refuses_the_token(tmp_path: Path, slack: SlackStandIn) -> None:
-    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(_free_port()), SLACK_API_URL=slack.base_url,
+    env = serve_env(make_settings(tmp_path), LABELBOT_PORT=str(free_port()), SLACK_API_URL=slack.base_url,
                SLACK_BOT_TOKEN="xoxb-wrong")
     serve = Reaped(SERVE, env, tmp_path / "serve.log", tmp_path)
     try:
