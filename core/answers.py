@@ -118,6 +118,8 @@ def store_answer(
             conn.execute(
                 _CHANGE_ANSWER, {"answer_id": answer_id, "label": label, "source": source, "now": now}
             )
+            if old_label in info.retired_labels:  # n_answers counts answers with an active label only
+                n_answers += 1
     else:
         # A gold record takes the answer of whoever it was handed to (a gold question): it is scored,
         # and never changes the record's label.
@@ -195,7 +197,7 @@ def undo(
     ).one()
     if not conn.execute(delete(Annotation).where(Annotation.id == answer_id)).rowcount:
         raise NothingToUndo("That answer was undone already.")
-    n_answers = max(0, record[1] - 1)
+    n_answers = max(0, record[1] - (label not in info.retired_labels))
     complete = _complete(conn, info, rid, n_answers, _has_gold(conn, rid))
     conn.execute(update(Record).where(Record.id == rid).values(n_answers=n_answers, complete=complete))
     conn.execute(delete(Lease).where(Lease.record_id == rid, Lease.annotator == user))
@@ -240,7 +242,12 @@ def recompute_completeness(
 def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool) -> None:
     gold = select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.source == "review")
     if recount:
-        counts = select(func.count(Annotation.id)).where(Annotation.record_id == Record.id).scalar_subquery()
+        # Answers with a retired label stay in the history but count for nothing (core.labelset.retire).
+        counts = (
+            select(func.count(Annotation.id))
+            .where(Annotation.record_id == Record.id, Annotation.label.not_in(info.retired_labels))
+            .scalar_subquery()
+        )
         conn.execute(update(Record).where(which).values(n_answers=counts))
     k = info.answers_per_record
     conn.execute(update(Record).where(which).values(complete=(Record.n_answers >= k) | Record.id.in_(gold)))

@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from core.errors import ConfigError, InputFileError, OutputFileError
+from core.errors import ConfigError, InputFileError, LabelbotError, OutputFileError
+from core.guidelines import check_guideline
 from core.types import LabelDef
 
 __all__ = [
@@ -490,20 +491,24 @@ def read_label_set(path: str | Path) -> list[LabelDef]:
     if isinstance(data, list):
         for position, item in enumerate(data, start=1):
             if isinstance(item, dict):
-                extra = set(item) - {"name", "description"}
+                extra = set(item) - {"name", "description", "examples"}
                 if extra or "name" not in item:
                     raise fail(
-                        f"label {position}: expected keys 'name' and optionally 'description', "
-                        f"found {sorted(map(str, item))}"
+                        f"label {position}: expected keys 'name' and optionally 'description' and "
+                        f"'examples', found {sorted(map(str, item))}"
                     )
-                defs.append(
-                    LabelDef(_label_name(item["name"], fail), _description(item.get("description"), fail))
-                )
+                defs.append(_guided_label(_label_name(item["name"], fail), item, fail))
             else:
                 defs.append(LabelDef(_label_name(item, fail)))
     elif isinstance(data, dict):
         for key, value in data.items():
-            defs.append(LabelDef(_label_name(key, fail), _description(value, fail)))
+            if isinstance(value, dict):  # name: {description: ..., examples: [...]}
+                extra = set(value) - {"description", "examples"}
+                if extra:
+                    raise fail(f"label {key!r}: expected 'description' and 'examples', found {sorted(extra)}")
+                defs.append(_guided_label(_label_name(key, fail), value, fail))
+            else:
+                defs.append(LabelDef(_label_name(key, fail), _description(value, fail)))
     else:
         found = "nothing" if data is None else type(data).__name__
         raise fail(
@@ -511,6 +516,20 @@ def read_label_set(path: str | Path) -> list[LabelDef]:
             f"name: description; found {found}"
         )
     return _check_label_names(defs, fail)
+
+
+def _guided_label(name: str, item: Mapping[str, Any], fail: Callable[[str], Exception]) -> LabelDef:
+    """A label with its guidelines: ``description`` and a list of ``examples`` (core.guidelines)."""
+    examples = item.get("examples") or []
+    if isinstance(examples, str):
+        examples = [examples]
+    if not isinstance(examples, list) or any(isinstance(e, (dict, list)) or e is None for e in examples):
+        raise fail(f"label {name!r}: 'examples' must be a list of texts")
+    try:
+        description, cleaned = check_guideline(_description(item.get("description"), fail), examples)
+    except LabelbotError as exc:
+        raise fail(f"label {name!r}: {str(exc).rstrip('.')}") from None
+    return LabelDef(name, description, cleaned)
 
 
 def _label_name(value: Any, fail: Callable[[str], Exception]) -> str:

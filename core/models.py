@@ -218,3 +218,15 @@ class Delivery(SQLModel, table=True):
     claimed_until: datetime | None = None
     last_error: str | None = None
     gave_up_at: datetime | None = None
+
+
+class Rule(SQLModel, table=True):
+    """A keyword or regex rule an admin wrote: a weak label, never an answer (core.rules)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(sa_column=_fk("project.id"))
+    label: str  # by name
+    kind: str  # core.rules.KINDS
+    pattern: str  # keywords: "refund, money back"; regex: "/refund(ed)?/i"
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)

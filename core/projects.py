@@ -142,7 +142,7 @@ class ProjectCatalog:
                 insert(Project)
                 .values(
                     name=name,
-                    labels=[{"name": d.name, "description": d.description} for d in labels],
+                    labels=label_rows(labels),
                     settings=settings,
                     embedding_model=embedding_model,
                     data_version=0,
@@ -200,12 +200,28 @@ class ProjectCatalog:
         return names[0] if len(names) == 1 else None
 
 
+def label_rows(labels: Sequence[LabelDef], retired: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The ``project.labels`` JSON: active labels in order, then retired names (``"retired": true``)."""
+    rows: list[dict[str, Any]] = []
+    for d in labels:
+        row: dict[str, Any] = {"name": d.name, "description": d.description}
+        if d.examples:
+            row["examples"] = list(d.examples)
+        rows.append(row)
+    return rows + [{"name": name, "description": "", "retired": True} for name in retired]
+
+
 def _info(pid: int, name: str, labels: list[dict], settings: dict, created_at: Any) -> ProjectInfo:
     settings = settings or {}
     return ProjectInfo(
         id=int(pid),
         name=name,
-        labels=tuple(LabelDef(d["name"], d.get("description", "")) for d in labels),
+        labels=tuple(
+            LabelDef(d["name"], d.get("description", ""), tuple(d.get("examples", ())))
+            for d in labels
+            if not d.get("retired")
+        ),
+        retired_labels=tuple(d["name"] for d in labels if d.get("retired")),
         answers_per_record=int(settings.get("answers_per_record", 1)),
         strategy=str(settings.get("strategy", "margin-kmeans")),
         created_at=created_at,

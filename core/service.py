@@ -14,6 +14,7 @@ of one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -26,7 +27,19 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from core import answers, deliveries, embedding_job, handout, ingest, io, reports, stopping, training, vectors
+from core import (
+    answers,
+    deliveries,
+    embedding_job,
+    handout,
+    ingest,
+    io,
+    reports,
+    rules,
+    stopping,
+    training,
+    vectors,
+)
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
@@ -60,6 +73,7 @@ from core.types import (
     ProjectStatus,
     RecordView,
     ReviewItem,
+    RuleInfo,
     SimilarRecord,
     UndoResult,
 )
@@ -75,7 +89,8 @@ SOURCES = answers.SOURCES
 #: instead of 20 (bench/import_contention.py, docs/benchmarks.md).
 IMPORT_BATCH = 10_000
 IMPORT_PAUSE = 0.05
-EXPORT_COLUMNS = reports.EXPORT_COLUMNS
+#: ``rule_labels``: the labels of the keyword/regex rules matching the record, ``|``-joined (core.rules).
+EXPORT_COLUMNS = (*reports.EXPORT_COLUMNS, "rule_labels")
 
 #: Seconds a process may work on a claimed delivery before another may take it over (a delivery is
 #: a few Web API calls; the bot's delivery client gives up on one call after 10 s).
@@ -135,6 +150,7 @@ class LabelingService:
         self.closed = False
         self._lock = threading.Lock()
         self._advice_cache: dict[int, tuple[str, Any]] = {}
+        self._rule_cache = rules.RuleMatches()
 
     @property
     def retrain_listeners(self) -> list[RetrainListener]:
@@ -461,6 +477,9 @@ class LabelingService:
             records = ingest.records_for_export(conn, state.info.id)
             given = answers.load(conn, state.info.id)
         rows = reports.export_rows(state.info, records, given, self.pools.guess(state))
+        rule_labels = self._rule_labels(state.info.id)
+        for record, row in zip(records, rows, strict=True):
+            row["rule_labels"] = rule_labels.get(record[0])
         count = io.write_records(path, rows, fmt=fmt, columns=EXPORT_COLUMNS)
         return ExportResult(project=state.info.name, path=str(path), rows=count, format=fmt)
 
@@ -483,7 +502,7 @@ class LabelingService:
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
-        return [handout.with_guess(view, guess) for view in out.records]
+        return self._with_rules(state.info.id, [handout.with_guess(view, guess) for view in out.records])
 
     def record_answer(
         self,
@@ -560,14 +579,15 @@ class LabelingService:
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
         cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
-        return CardUpdate(state.info, handout.with_guess(record, guess), cards)
+        record, *cards = self._with_rules(state.info.id, [handout.with_guess(record, guess), *cards])
+        return CardUpdate(state.info, record, tuple(cards))
 
     def get_record(self, project: ProjectKey, record_id: int) -> RecordView:
         """A record with the current model's guess (for re-rendering a card)."""
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             view = handout.record_view(conn, state.info, record_id)
-        return handout.with_guess(view, self.pools.guess(state))
+        return self._with_rules(state.info.id, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def find_record(self, project: ProjectKey, external_id: str) -> RecordView:
         """Look a record up by the id it had in the imported file."""
@@ -575,7 +595,7 @@ class LabelingService:
             state = self.projects.state(conn, project)
             rid = handout.record_id_of(conn, state.info, external_id)
             view = handout.record_view(conn, state.info, rid)
-        return handout.with_guess(view, self.pools.guess(state))
+        return self._with_rules(state.info.id, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def bulk_label(
         self, project: ProjectKey, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
@@ -880,7 +900,7 @@ class LabelingService:
             complete = answers.complete_ids(conn, info.id)
             given = answers.load(conn, info.id)
             latest = training.run_history(conn, info, latest_only=True)
-        return reports.status(
+        status = reports.status(
             info,
             total=total,
             remaining=remaining,
@@ -889,6 +909,7 @@ class LabelingService:
             latest_run=latest[0] if latest else None,
             min_kappa_overlap=self.settings.min_kappa_overlap,
         )
+        return dataclasses.replace(status, rules=tuple(self.list_rules(info.id)))
 
     def run_history(self, project: ProjectKey) -> list[ModelRunInfo]:
         """Every recorded retrain, oldest first (learning curves, stopping advice)."""
@@ -962,6 +983,128 @@ class LabelingService:
         with reading(self.engine) as conn:
             texts = handout.records_by_id(conn, [item[0] for item in found])
         return reports.review_items(found, texts, state.info.name)
+
+    # ------------------------------------------------------------------ rules (core.rules)
+
+    def add_rule(self, project: ProjectKey, text: str, user: str) -> RuleInfo:
+        """Add a keyword/regex rule written ``<keywords or /regex/flags> -> LABEL``; it comes back with
+        its statistics. A bad pattern, an unknown label or no pattern: one ``LabelbotError`` line."""
+        with writing(self.engine) as conn:
+            info = self.projects.info(conn, project)
+            rule_id = rules.add(conn, info.id, rules.parse(text, info.label_names), user, self.clock())
+        return next(rule for rule in self.list_rules(info.id) if rule.id == rule_id)
+
+    def list_rules(self, project: ProjectKey) -> list[RuleInfo]:
+        """The project's rules, oldest first, with coverage, overlap, conflicts and precision against
+        the final labels. Each pattern runs over the records once per data version (cached here)."""
+        with reading(self.engine) as conn:
+            info = self.projects.info(conn, project)
+            found = rules.load(conn, info.id)
+            if not found:
+                return []
+            total = ingest.counts(conn, info.id)[0]
+            given, complete = answers.load(conn, info.id), answers.complete_ids(conn, info.id)
+        finals = {
+            rid: final.label
+            for rid, final in training.aggregate_answers(info, given).items()
+            if rid in complete and final.label is not None
+        }
+        return rules.statistics(info.name, found, self._rule_evaluations(info.id, found), total=total,
+                                finals=finals)  # fmt: skip
+
+    def remove_rule(self, project: ProjectKey, rule_id: int) -> RuleInfo:
+        """Delete a rule (answers are untouched: a rule never gave any); returns it as it was."""
+        with writing(self.engine) as conn:
+            info = self.projects.info(conn, project)
+            rule = rules.remove(conn, info.id, int(rule_id))
+        return rules.statistics(info.name, [rule], {rule.id: rules.Evaluation(frozenset())},
+                                total=0, finals={})[0]  # fmt: skip
+
+    def rule_matches(self, project: ProjectKey, record_id: int) -> tuple[str, ...]:
+        """The rules matching a record, as shown (``refund, money back → request_refund``)."""
+        with reading(self.engine) as conn:
+            info = self.projects.info(conn, project)
+            text = handout.record_view(conn, info, record_id).text
+            found = rules.load(conn, info.id)
+        return rules.matching(found, text, info.label_names)
+
+    def _with_rules(self, project_id: int, views: Sequence[RecordView]) -> list[RecordView]:
+        """Cards with the rules matching their records (one read of the rules; each text matched here)."""
+        if not views:
+            return list(views)
+        with reading(self.engine) as conn:
+            info = self.projects.info(conn, project_id)
+            found = rules.load(conn, project_id)
+        if not found:
+            return list(views)
+        return [dataclasses.replace(v, rules=rules.matching(found, v.text, info.label_names)) for v in views]
+
+    def _rule_evaluations(self, project_id: int, found: Sequence[Any]) -> dict[int, rules.Evaluation]:
+        out: dict[int, rules.Evaluation] = {}
+        with reading(self.engine) as conn:
+            version = self.projects.state(conn, project_id).data_version
+        texts: list[tuple[int, str]] | None = None
+        for rule in found:
+            evaluation = self._rule_cache.cached(project_id, version, rule.kind, rule.pattern)
+            if evaluation is None:
+                if texts is None:
+                    with reading(self.engine) as conn:  # the texts and their version from one snapshot
+                        version = self.projects.state(conn, project_id).data_version
+                        texts = rules.record_texts(conn, project_id)
+                evaluation = rules.evaluate(rules.compiled(rule.kind, rule.pattern), texts)
+                self._rule_cache.store(project_id, version, rule.kind, rule.pattern, evaluation)
+            out[rule.id] = evaluation
+        return out
+
+    def _rule_labels(self, project_id: int) -> dict[int, str]:
+        """Record → the labels of the rules matching it, ``|``-joined (the export's ``rule_labels``)."""
+        with reading(self.engine) as conn:
+            info = self.projects.info(conn, project_id)
+            found = [rule for rule in rules.load(conn, project_id) if rule.label in info.label_names]
+        by_record: dict[int, list[str]] = {}
+        for rule in found:
+            for rid in self._rule_evaluations(project_id, [rule])[rule.id].matched:
+                if rule.label not in by_record.setdefault(rid, []):
+                    by_record[rid].append(rule.label)
+        return {rid: "|".join(labels) for rid, labels in by_record.items()}
+
+    # ------------------------------------------------------------------ guidelines and the label set
+
+    def set_guideline(
+        self, project: ProjectKey, label: str, description: str, examples: Sequence[str] | None = None
+    ) -> ProjectInfo:
+        """Set a label's description and (when given) its examples. Bumps the project's version; chat
+        cards already sent keep working (their buttons name labels, not guidelines)."""
+        with writing(self.engine) as conn:
+            return labelset.set_guideline(conn, self.projects, project, label, description, examples)
+
+    def edit_labels(
+        self,
+        project: ProjectKey,
+        edit: labelset.Edit,
+        label: str,
+        target: str | None = None,
+        *,
+        description: str = "",
+    ) -> labelset.LabelSetEdit:
+        """Add ``label`` (``description``), rename it to ``target``, merge it into ``target`` or retire
+        it (core.labelset), in one transaction; then a retrain is requested so the model follows.
+        ``LabelSetEdit.renamed``/``.retired`` say what else keyed by label name must follow."""
+        with writing(self.engine) as conn:
+            if edit == "add":
+                done = labelset.add(conn, self.projects, project, label, description)
+            elif edit in ("rename", "merge"):
+                if not target:
+                    raise LabelbotError(f"{edit} needs the label's new name." if edit == "rename"
+                                        else "merge needs the label to merge into.")
+                step = labelset.rename if edit == "rename" else labelset.merge
+                done = step(conn, self.projects, project, label, target)
+            elif edit == "retire":
+                done = labelset.retire(conn, self.projects, project, label)
+            else:
+                raise LabelbotError(f"Unknown label edit {edit!r}; use add, rename, merge or retire.")
+        self.request_retrain(done.project)
+        return done
 
 
 __all__ = ["SOURCES", "LabelChoice", "LabelingService", "ProjectKey", "ProjectState"]

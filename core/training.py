@@ -38,6 +38,9 @@ def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.
     Every answer counts, however many a record has beside the project's k. A tie carries the
     aggregate's best label (and ``tie``), so it trains like any complete record until an admin decides.
     """
+    # Answers with a retired label stay in the history and the export, and count for nothing here.
+    if info.retired_labels:
+        answers = [row for row in answers if row[2] not in info.retired_labels]
     gold = {row[0]: row[2] for row in answers if row[3] == "review"}
     triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
     return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)

@@ -41,6 +41,7 @@ class RecordView:
     predicted_label: str | None = None
     confidence: float | None = None
     reason: str = ""
+    rules: tuple[str, ...] = ()  # the keyword/regex rules matching it, as shown ("refund → request_refund")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class ProjectStatus:
     pairs: tuple[PairAgreement, ...] = ()  # Cohen's kappa per annotator pair with enough overlap
     # Complete records whose answers are split evenly: labeled by the aggregate, in review until gold.
     ties: int = 0
+    rules: tuple[RuleInfo, ...] = ()  # keyword/regex rules with coverage and precision (core.rules)
 
     @property
     def progress(self) -> float:
@@ -274,3 +276,29 @@ class Delivery:
     attempts: int
     created_at: datetime
     token: str
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """A keyword/regex rule (core.rules) and how it does on the project's records and final labels."""
+
+    id: int
+    project: str
+    label: str
+    kind: str  # keywords / regex
+    pattern: str
+    created_by: str
+    created_at: datetime
+    description: str  # "refund, money back → request_refund"
+    total: int = 0  # records in the project
+    matched: int = 0
+    overlap: int = 0  # matched records another rule matches too
+    conflicts: int = 0  # matched records a rule of another label matches too
+    labeled: int = 0  # matched records with a final label
+    agreeing: int = 0  # of those, labeled as the rule says
+    precision: float | None = None  # agreeing / labeled; None with too few labeled to tell
+    timed_out: bool = False  # the pattern ran past its time limit: it matches nothing
+
+    @property
+    def coverage(self) -> float:
+        return self.matched / self.total if self.total else 0.0

@@ -266,6 +266,7 @@ def test_export_has_one_row_per_record(service: LabelingService, tmp_path: Path)
         "tie",
         "predicted_label",
         "probability",
+        "rule_labels",
     }
     labeled = [r for r in rows if r["label"]]
     assert len(labeled) == 6 and all(r["n_annotations"] == "1" for r in labeled)
