@@ -34,6 +34,7 @@ from core import (
     handout,
     ingest,
     io,
+    labelset,
     reports,
     rules,
     stopping,
@@ -480,7 +481,13 @@ class LabelingService:
         rule_labels = self._rule_labels(state.info.id)
         for record, row in zip(records, rows, strict=True):
             row["rule_labels"] = rule_labels.get(record[0])
-        count = io.write_records(path, rows, fmt=fmt, columns=EXPORT_COLUMNS)
+        columns = EXPORT_COLUMNS
+        if state.info.retired_labels:  # answers with a retired label, marked (core.labelset)
+            columns = (*columns, "retired_answers")
+            retired = labelset.retired_answers(state.info, given)
+            for record, row in zip(records, rows, strict=True):
+                row["retired_answers"] = retired.get(record[0])
+        count = io.write_records(path, rows, fmt=fmt, columns=columns)
         return ExportResult(project=state.info.name, path=str(path), rows=count, format=fmt)
 
     # ------------------------------------------------------------------ labeling: the click path

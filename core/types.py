@@ -10,6 +10,8 @@ from datetime import datetime
 class LabelDef:
     name: str
     description: str = ""
+    # Guidelines: a few example texts shown with the description (core.guidelines.MAX_EXAMPLES at most).
+    examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ProjectInfo:
     extra_answer_on_disagreement: bool = False
     # Share of each labeler's cards that are gold questions (records with an admin's gold label).
     gold_rate: float = 0.0
+    # Labels retired from the set (core.labelset.retire): their answers stay in the history, marked.
+    retired_labels: tuple[str, ...] = ()
 
     @property
     def label_names(self) -> tuple[str, ...]:
