@@ -100,7 +100,8 @@ def test_statistics_on_a_small_project_match_a_count_by_hand(
     a = service.add_rule("p", RULE_A, "U_ADMIN")
     b = service.add_rule("p", RULE_B, "U_ADMIN")
     c = service.add_rule("p", RULE_C, "U_ADMIN")
-    assert (a.kind, a.pattern, a.label, a.created_by) == ("keywords", "refund, money back", "refund", "U_ADMIN")
+    assert (a.kind, a.pattern, a.label) == ("keywords", "refund, money back", "refund")
+    assert a.created_by == "U_ADMIN"
     assert a.description == "refund, money back → refund"
     for key, label in {"r1": "refund", "r2": "refund", "r3": "card", "r4": "card"}.items():
         service.record_answer("p", ids[key], "U1", label)
@@ -157,7 +158,9 @@ def test_an_import_is_matched_by_the_rules_it_arrives_under(service: LabelingSer
     assert (again.matched, again.total) == (3, 9)
 
 
-def test_export_has_the_rule_labels_and_keeps_the_human_answers(service: LabelingService, tmp_path: Path) -> None:
+def test_export_has_the_rule_labels_and_keeps_the_human_answers(
+    service: LabelingService, tmp_path: Path
+) -> None:
     ids = _project(service, tmp_path)
     service.record_answer("p", ids["r4"], "U1", "other")  # a rule never overrides it
     service.record_answer("p", ids["r7"], "U1", "other")
