@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import regex
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from core.errors import LabelbotError, UnknownLabel
 from core.models import Record, Rule
@@ -190,6 +190,12 @@ def remove(conn: Connection, project_id: int, rule_id: int) -> Rule:
         raise RuleNotFound(f"There is no rule {rule_id} in this project (see the rule list for their ids).")
     conn.execute(delete(Rule).where(Rule.id == rule_id))
     return Rule.model_validate(row._mapping)
+
+
+def relabel(conn: Connection, project_id: int, renamed: Mapping[str, str]) -> None:
+    """Rules follow a label renamed or merged (old name → new name, applied in order)."""
+    for old, new in renamed.items():
+        conn.execute(update(Rule).where(Rule.project_id == project_id, Rule.label == old).values(label=new))
 
 
 def record_texts(conn: Connection, project_id: int) -> list[tuple[int, str]]:

@@ -1110,6 +1110,8 @@ class LabelingService:
                 done = labelset.retire(conn, self.projects, project, label)
             else:
                 raise LabelbotError(f"Unknown label edit {edit!r}; use add, rename, merge or retire.")
+            if done.renamed and done.info is not None:  # rules name their label: they follow it
+                rules.relabel(conn, done.info.id, done.renamed)
         self.request_retrain(done.project)
         return done
 

@@ -179,3 +179,13 @@ def test_export_has_the_rule_labels_and_keeps_the_human_answers(
     assert by_id["r4"]["rule_labels"] == "refund|card" and by_id["r4"]["label"] == "other"
     assert by_id["r5"]["rule_labels"] is None
     assert service.status("p").labeled == 2  # rules count toward nothing
+
+
+def test_rules_follow_a_renamed_or_merged_label(service: LabelingService, tmp_path: Path) -> None:
+    ids = _project(service, tmp_path)
+    rule = service.add_rule("p", RULE_B, "U_ADMIN")
+    service.edit_labels("p", "rename", "card", "cards")
+    assert [r.label for r in service.list_rules("p")] == ["cards"]
+    assert service.rule_matches("p", ids["r3"]) == ("card → cards",)
+    service.edit_labels("p", "merge", "cards", "other")
+    assert [(r.id, r.label) for r in service.list_rules("p")] == [(rule.id, "other")]
