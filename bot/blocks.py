@@ -395,6 +395,8 @@ def label_card(project: ProjectInfo, record: RecordView, *, nonce: str) -> Messa
         _button("Skip", ids.ACTION_SKIP, record_value),
         _button("Show similar", ids.ACTION_SHOW_SIMILAR, record_value),
     ]
+    if has_guidelines(project):
+        controls.append(_guidelines_button(project))
 
     def value_of(i: int, label: LabelDef) -> str:
         return ids.encode_label_value(project.id, project.name, record.record_id, i, label.name)
@@ -538,6 +540,8 @@ def similar_modal(
         "private_metadata": metadata,
         "blocks": blocks,
     }
+    if has_guidelines(project):  # pushes the guidelines modal over this one
+        blocks[0]["accessory"] = _guidelines_button(project)
     if not results or not project.labels:
         return view
 
@@ -761,6 +765,7 @@ _COMMANDS = [
     ("/label me", "your answers, speed and agreement with the final labels"),
     ("/label subscribe [n] [when]", "get n cards by DM on a schedule (default: 5, weekdays 10:00)"),
     ("/label unsubscribe", "stop your scheduled cards"),
+    ("/label guide", "what each label means: descriptions and examples"),
     ("/label help", "this help"),
 ]
 _ADMIN_COMMANDS = [
@@ -770,6 +775,9 @@ _ADMIN_COMMANDS = [
     ("/label review [n]", "review disagreements and likely mislabels; your pick becomes the gold label"),
     ("/label schedule <when> [n]", "post a labeling prompt here on a schedule; also `list`, `remove <id>`"),
     ("/label digest <when>", "post the digest with the learning-curve chart here; `now` posts one now"),
+    ("/label guide LABEL text", "set LABEL's description; add `Examples: one; two` for up to 3 examples"),
+    ("/label labels add|rename|merge|retire ...", "edit the label set: `add NAME [description]`, "
+     "`rename OLD NEW`, `merge FROM INTO`, `retire NAME`"),
 ]
 
 
@@ -785,6 +793,58 @@ def help_message(is_admin: bool) -> Message:
         blocks.append(_context(["Admins can also retrain the model, export labels and switch projects."],
                                "help.note"))
     return _message("labelbot commands: next, status, leaderboard, search, help", blocks)
+
+
+# ------------------------------------------------------------------------------------------ guidelines
+
+MAX_GUIDELINE_LABELS = 95  # one section per label; a modal holds 100 blocks
+
+
+def has_guidelines(project: ProjectInfo) -> bool:
+    """Whether any label has a description or examples: only then do cards carry a Guidelines button."""
+    return any(label.description or label.examples for label in project.labels)
+
+
+def _guidelines_button(project: ProjectInfo) -> dict[str, Any]:
+    return _button("Guidelines", ids.ACTION_GUIDELINES, ids.encode_project_value(project.id, project.name))
+
+
+def _guideline_text(label: LabelDef) -> str:
+    text = f"*{mrkdwn_text(label.name, 300)}*"
+    text += f"\n{mrkdwn_text(label.description, 1000)}" if label.description else "\n_No description yet._"
+    text += "".join(f"\n• e.g. “{mrkdwn_text(example, 400)}”" for example in label.examples)
+    return text
+
+
+def _guideline_blocks(project: ProjectInfo, prefix: str) -> list[Block]:
+    shown = project.labels[:MAX_GUIDELINE_LABELS]
+    out = [_section(_guideline_text(label), f"{prefix}.label.{i}") for i, label in enumerate(shown)]
+    if len(project.labels) > len(shown):
+        more = len(project.labels) - len(shown)
+        out.append(_context([f"{more:,} more labels are not shown."], f"{prefix}.more"))
+    return out
+
+
+def guidelines_modal(project: ProjectInfo) -> View:
+    """Every label's description and examples (a card's or the similar modal's Guidelines button)."""
+    name = mrkdwn_text(project.name, 1000)
+    intro = _context([f"How to label *{name}*: what each label means."], "guide.intro")
+    return {
+        "type": "modal",
+        "callback_id": ids.CALLBACK_GUIDELINES_MODAL,
+        "title": _plain("Guidelines", MODAL_TITLE_LIMIT),
+        "close": _plain("Close", MODAL_TITLE_LIMIT),
+        "blocks": [intro, *_guideline_blocks(project, "guide")],
+    }
+
+
+def guidelines_message(project: ProjectInfo) -> Message:
+    """``/label guide``: the guidelines as an ephemeral message (anyone may read them)."""
+    if not has_guidelines(project):
+        return notice(f"{project.name} has no guidelines yet. An admin can add one with "
+                      "`/label guide LABEL description`.")
+    blocks = [_header(f"{project.name}: guidelines", "guide.hdr"), *_guideline_blocks(project, "guide")]
+    return _message(f"Guidelines for {escape_mrkdwn(project.name)}", blocks[:MAX_MESSAGE_BLOCKS])
 
 
 # ------------------------------------------------------------------------------------------------ home

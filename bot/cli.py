@@ -940,6 +940,92 @@ def schedule_remove(
     )
 
 
+# ------------------------------------------------------------ guidelines and the label set (core.labelset)
+
+
+@app.command()
+@_friendly
+def guide(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    label: Annotated[str | None, typer.Argument(help="The label whose guideline to set.")] = None,
+    description: Annotated[str | None, typer.Argument(help="What the label means (one line).")] = None,
+    example: Annotated[
+        list[str] | None, typer.Option("--example", "-e", help="An example text (up to 3; replaces them).")
+    ] = None,
+) -> None:
+    """Show the labels' guidelines, or set LABEL's description and examples."""
+    service = _service()
+    if label is not None and (description is not None or example):
+        info = service.set_guideline(project, label, description or "", example or None)
+    else:
+        info = service.get_project(project)
+        if label is not None and label not in info.label_names:
+            raise LabelbotError(f"{label!r} is not a label of project {info.name!r}.")
+    for d in info.labels:
+        if label is None or d.name == label:
+            console.print(f"{d.name}: {d.description or '(no description)'}", highlight=False, markup=False)
+            for text in d.examples:
+                console.print(f"  e.g. {text}", highlight=False, markup=False)
+
+
+labels_app = typer.Typer(
+    help="Edit a project's label set: labelbot labels PROJECT add|rename|merge|retire.",
+    no_args_is_help=True,
+    cls=OneLineUsageErrors,
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.callback(invoke_without_command=True)
+@_friendly
+def labels_main(ctx: typer.Context, project: Annotated[str, typer.Argument(help="Project name.")]) -> None:
+    """Add, rename, merge or retire labels (answers, guidelines and the model follow); alone: list them."""
+    ctx.obj = {"project": project}
+    if ctx.invoked_subcommand is None:
+        info = _service().get_project(project)
+        console.print("\n".join(info.label_names), highlight=False, markup=False)
+        if info.retired_labels:
+            console.print(f"retired: {', '.join(info.retired_labels)}", highlight=False, markup=False)
+
+
+def _edit_labels(ctx: typer.Context, edit: str, label: str, target: str | None = None, **kw: Any) -> None:
+    done = _service().edit_labels(ctx.obj["project"], edit, label, target, **kw)  # type: ignore[arg-type]
+    console.print(done.summary, highlight=False, markup=False)
+
+
+@labels_app.command("add")
+@_friendly
+def labels_add(
+    ctx: typer.Context,
+    name: str,
+    description: Annotated[str, typer.Option("--description", "-d", help="What it means.")] = "",
+) -> None:
+    """Add a label (a retired one comes back with its answers)."""
+    _edit_labels(ctx, "add", name, description=description)
+
+
+@labels_app.command("rename")
+@_friendly
+def labels_rename(ctx: typer.Context, old: str, new: str) -> None:
+    """Rename a label: its answers, gold answers and guidelines follow."""
+    _edit_labels(ctx, "rename", old, new)
+
+
+@labels_app.command("merge")
+@_friendly
+def labels_merge(ctx: typer.Context, source: Annotated[str, typer.Argument(metavar="FROM")],
+                 into: Annotated[str, typer.Argument(metavar="INTO")]) -> None:
+    """Merge FROM into INTO: FROM's answers become INTO's and FROM leaves the set."""
+    _edit_labels(ctx, "merge", source, into)
+
+
+@labels_app.command("retire")
+@_friendly
+def labels_retire(ctx: typer.Context, name: str) -> None:
+    """Retire a label: off the cards and the model; its answers stay in the history and export, marked."""
+    _edit_labels(ctx, "retire", name)
+
+
 @app.command()
 @_friendly
 def simulate(

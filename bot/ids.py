@@ -32,6 +32,7 @@ ACTION_SHOW_SIMILAR = "show_similar"
 ACTION_UNDO = "undo"
 ACTION_START_LABELING = "start_labeling"  # App Home button
 ACTION_LABEL_N_NOW = "label_n_now"  # "Label 5 now" button
+ACTION_GUIDELINES = "guidelines"  # a card's (or the similar modal's) Guidelines button: the guidelines modal
 # Inputs inside the similar/search modal (they do not fire block_actions; read them from view.state).
 ACTION_SIMILAR_RECORDS = "similar_records"
 ACTION_SIMILAR_LABEL = "similar_label"
@@ -40,6 +41,7 @@ ACTION_SIMILAR_LABEL = "similar_label"
 
 CALLBACK_SIMILAR_MODAL = "similar_modal"
 CALLBACK_SEARCH_MODAL = "search_modal"
+CALLBACK_GUIDELINES_MODAL = "guidelines_modal"
 
 # ----------------------------------------------------------------------------------------------- block ids
 

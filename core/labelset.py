@@ -48,6 +48,22 @@ class LabelSetEdit:
     retired: tuple[str, ...] = ()
     info: ProjectInfo | None = None
 
+    @property
+    def summary(self) -> str:
+        """One line for the person who made the edit (CLI and chat)."""
+        moved = f"{self.answers_moved:,} answer{'s' if self.answers_moved != 1 else ''} moved"
+        reopened = f"{self.reopened:,} record{'s' if self.reopened != 1 else ''}"
+        done = {
+            "add": f"Added label {self.label!r} to {self.project}.",
+            "rename": f"Renamed {self.label!r} to {self.target!r} in {self.project} ({moved}).",
+            "merge": f"Merged {self.label!r} into {self.target!r} in {self.project} ({moved}).",
+            "retire": f"Retired {self.label!r} in {self.project}: its answers are kept, marked; "
+            f"{reopened} answered only with it need answers again.",
+        }[self.edit]
+        if self.edit != "add":
+            done += " Cards sent before this show a 'label set changed' line when clicked."
+        return done + " The model is retraining."
+
 
 def _check_name(name: str) -> str:
     name = str(name).strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events, review, unmatched, views
+from bot.listeners import actions, commands, events, labelset, review, unmatched, views
 
 
 def register(app: App) -> None:
@@ -13,4 +13,5 @@ def register(app: App) -> None:
     views.register(app)
     events.register(app)
     review.register(app)
+    labelset.register(app)
     unmatched.register(app)  # last: what nothing above matched

@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 
 from bot import blocks, ids
 from bot.labeling import Labeling, ack_first
+from bot.listeners import labelset as labelset_commands
 from bot.listeners import schedule as schedule_commands
 from bot.scheduler import LabelScheduler
 from core.errors import LabelbotError
@@ -164,6 +165,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "me": _me,
     "subscribe": schedule_commands.subscribe,
     "unsubscribe": schedule_commands.unsubscribe,
+    "guide": labelset_commands.guide,  # setting one is for admins: the handler checks
 }
 ADMIN_SUBCOMMANDS: dict[str, Handler] = {
     "retrain": _retrain,
@@ -172,6 +174,7 @@ ADMIN_SUBCOMMANDS: dict[str, Handler] = {
     "review": _review,
     "schedule": schedule_commands.schedule,
     "digest": schedule_commands.digest,
+    "labels": labelset_commands.labels,
 }
 
 
