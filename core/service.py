@@ -505,11 +505,12 @@ class LabelingService:
             state = self.projects.state(conn, project)
             lease, model = self.settings.lease_seconds, self.pools.model_of(state)
             out = handout.hand_out(conn, state.info, user, n, self.clock(), lease, model)
+            found = rules.load(conn, state.info.id)
         self.retraining.handed_out(state.info, out, n)
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
-        return self._with_rules(state.info.id, [handout.with_guess(view, guess) for view in out.records])
+        return _with_rules(state.info, found, [handout.with_guess(view, guess) for view in out.records])
 
     def record_answer(
         self,
@@ -580,13 +581,14 @@ class LabelingService:
                 if next_cards > 0
                 else None
             )
+            found = rules.load(conn, state.info.id)
         if out is not None:
             self.retraining.handed_out(state.info, out, next_cards)
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
         cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
-        record, *cards = self._with_rules(state.info.id, [handout.with_guess(record, guess), *cards])
+        record, *cards = _with_rules(state.info, found, [handout.with_guess(record, guess), *cards])
         return CardUpdate(state.info, record, tuple(cards))
 
     def get_record(self, project: ProjectKey, record_id: int) -> RecordView:
@@ -594,7 +596,8 @@ class LabelingService:
         with reading(self.engine) as conn:
             state = self.projects.state(conn, project)
             view = handout.record_view(conn, state.info, record_id)
-        return self._with_rules(state.info.id, [handout.with_guess(view, self.pools.guess(state))])[0]
+            found = rules.load(conn, state.info.id)
+        return _with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def find_record(self, project: ProjectKey, external_id: str) -> RecordView:
         """Look a record up by the id it had in the imported file."""
@@ -602,7 +605,8 @@ class LabelingService:
             state = self.projects.state(conn, project)
             rid = handout.record_id_of(conn, state.info, external_id)
             view = handout.record_view(conn, state.info, rid)
-        return self._with_rules(state.info.id, [handout.with_guess(view, self.pools.guess(state))])[0]
+            found = rules.load(conn, state.info.id)
+        return _with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def bulk_label(
         self, project: ProjectKey, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
@@ -1035,17 +1039,6 @@ class LabelingService:
             found = rules.load(conn, info.id)
         return rules.matching(found, text, info.label_names)
 
-    def _with_rules(self, project_id: int, views: Sequence[RecordView]) -> list[RecordView]:
-        """Cards with the rules matching their records (one read of the rules; each text matched here)."""
-        if not views:
-            return list(views)
-        with reading(self.engine) as conn:
-            info = self.projects.info(conn, project_id)
-            found = rules.load(conn, project_id)
-        if not found:
-            return list(views)
-        return [dataclasses.replace(v, rules=rules.matching(found, v.text, info.label_names)) for v in views]
-
     def _rule_evaluations(self, project_id: int, found: Sequence[Any]) -> dict[int, rules.Evaluation]:
         out: dict[int, rules.Evaluation] = {}
         with reading(self.engine) as conn:
@@ -1114,6 +1107,13 @@ class LabelingService:
                 rules.relabel(conn, done.info.id, done.renamed)
         self.request_retrain(done.project)
         return done
+
+
+def _with_rules(info: ProjectInfo, found: Sequence[Any], views: Sequence[RecordView]) -> list[RecordView]:
+    """Cards with the rules (``found``, read in the card's transaction) matching their records' texts."""
+    if not found:
+        return list(views)
+    return [dataclasses.replace(v, rules=rules.matching(found, v.text, info.label_names)) for v in views]
 
 
 __all__ = ["SOURCES", "LabelChoice", "LabelingService", "ProjectKey", "ProjectState"]
