@@ -32,6 +32,7 @@ from core.types import (
     ProjectStatus,
     RecordView,
     ReviewItem,
+    RuleInfo,
     SimilarRecord,
 )
 
@@ -388,6 +389,8 @@ def label_card(project: ProjectInfo, record: RecordView, *, nonce: str) -> Messa
     context = [_guess_text(record.predicted_label, record.confidence)]
     if _clean(record.reason).strip():
         context.append("Why this record: " + mrkdwn_text(record.reason, REASON_LIMIT))
+    if record.rules:
+        context.append(rules_context(record.rules))
     blocks.append(_context(context, ids.card_block_id(ids.CARD_LABEL, ids.PART_CONTEXT, nonce)))
 
     record_value = ids.encode_record_value(project.id, project.name, record.record_id)
@@ -723,6 +726,9 @@ def status_message(
         blocks.append(_section(agreement, "status.agreement"))
     if (pairs := _pairs_text(status.pairs)) is not None:
         blocks.append(_section(pairs, "status.pairs"))
+    if status.rules:
+        rule_texts = _rules_sections(status.rules, 2)
+        blocks += [_section(text, f"status.rules.{i}") for i, text in enumerate(rule_texts)]
 
     ranked = _ranked(status.annotators)
     shown = ranked[:max(top_n, 0)]
@@ -766,6 +772,7 @@ _COMMANDS = [
     ("/label subscribe [n] [when]", "get n cards by DM on a schedule (default: 5, weekdays 10:00)"),
     ("/label unsubscribe", "stop your scheduled cards"),
     ("/label guide", "what each label means: descriptions and examples"),
+    ("/label rule list", "the keyword/regex rules (weak labels) with coverage and precision"),
     ("/label help", "this help"),
 ]
 _ADMIN_COMMANDS = [
@@ -778,6 +785,8 @@ _ADMIN_COMMANDS = [
     ("/label guide LABEL text", "set LABEL's description; add `Examples: one; two` for up to 3 examples"),
     ("/label labels add|rename|merge|retire ...", "edit the label set: `add NAME [description]`, "
      "`rename OLD NEW`, `merge FROM INTO`, `retire NAME`"),
+    ("/label rule add <keywords or /regex/i> -> LABEL",
+     "add a weak-label rule; `rule remove ID` deletes one"),
 ]
 
 
@@ -871,12 +880,66 @@ def home_view(projects: Sequence[tuple[ProjectInfo, ProjectStatus]], user_id: st
         section = _section(text, f"home.project.{i}")
         section["accessory"] = _button("Start labeling", ids.ACTION_START_LABELING,
                                        ids.encode_project_value(info.id, info.name), style="primary")
+        model = [_model_text(status.latest_run).replace("\n", " · ")]
+        if status.rules:
+            model.append(_rules_summary(status.rules))
         blocks += [{"type": "divider", "block_id": f"home.div.{i}"}, section,
-                   _context([_model_text(status.latest_run).replace("\n", " · ")], f"home.model.{i}")]
+                   _context(model, f"home.model.{i}")]
     if len(projects) > MAX_HOME_PROJECTS:
         blocks.append(_context([f"… and {len(projects) - MAX_HOME_PROJECTS:,} more projects: "
                                 "use `/label project NAME` in a channel."], "home.more"))
     return {"type": "home", "blocks": blocks}
+
+
+# ------------------------------------------------------------------------------------------- rules
+
+
+def rules_context(rules: Sequence[str]) -> str:
+    """A card's context line naming the keyword/regex rules matching its record (weak labels)."""
+    return "Rules: " + mrkdwn_text("; ".join(rules), REASON_LIMIT)
+
+
+def rule_line(rule: RuleInfo) -> str:
+    """``#3 `refund, money back` → request_refund — covers 12% (120 of 1,000) · precision 90% (9 of 10)``."""
+    figures = [f"covers {_pct(rule.coverage, 1) or '0.0%'} ({rule.matched:,} of {rule.total:,})"]
+    if rule.timed_out:
+        figures = ["⚠️ timed out: the pattern is too slow on some record, so it matches nothing"]
+    elif rule.precision is None:
+        figures.append(f"precision n/a ({rule.labeled:,} labeled)")
+    else:
+        figures.append(f"precision {_pct(rule.precision)} ({rule.agreeing:,} of {rule.labeled:,})")
+    if rule.conflicts:
+        figures.append(f"{rule.conflicts:,} in conflict with other labels' rules")
+    elif rule.overlap:
+        figures.append(f"{rule.overlap:,} also matched by other rules")
+    pattern = truncate(_clean(rule.pattern).replace("`", "'"), 300)
+    label = mrkdwn_text(rule.label, 300)
+    return f"#{rule.id} `{escape_mrkdwn(pattern)}` → *{label}* — " + " · ".join(figures)
+
+
+def _rules_sections(rules: Sequence[RuleInfo], max_sections: int) -> list[str]:
+    lines = ["*Rules* (weak labels; they never answer a record)", *(rule_line(r) for r in rules)]
+    return _lines_to_sections(lines, max_sections=max_sections, more=lambda n: f"… and {n:,} more rules")
+
+
+def _rules_summary(rules: Sequence[RuleInfo]) -> str:
+    covered = max((r.coverage for r in rules), default=0.0)
+    return f"{_plural(len(rules), 'rule')} (the widest covers {_pct(covered, 1) or '0.0%'})"
+
+
+def rules_message(project: str, rules: Sequence[RuleInfo]) -> Message:
+    """``/label rule list``: each rule with its coverage, precision and clashes."""
+    blocks: list[Block] = [_header(f"Rules: {project}", "rules.hdr")]
+    if rules:
+        texts = _rules_sections(rules, MAX_MESSAGE_BLOCKS - 2)
+        blocks += [_section(text, f"rules.{i}") for i, text in enumerate(texts)]
+    else:
+        blocks.append(_section("No rules yet. An admin adds one with "
+                               "`/label rule add refund, money back -> LABEL`.", "rules.none"))
+    blocks.append(_context(["Precision: how many of a rule's matched records got its label as their final "
+                            "label (n/a until a few of them are labeled)."], "rules.note"))
+    fallback = f"{escape_mrkdwn(project)}: {_plural(len(rules), 'rule')}"
+    return _message(fallback, blocks)
 
 
 # ------------------------------------------------------------------------------------------- validation

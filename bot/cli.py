@@ -32,7 +32,7 @@ from core.config import load_settings
 from core.errors import LabelbotError, OutputFileError
 from core.service import LabelingService
 from core.settings_errors import invalid_settings
-from core.types import LabelDef, ProjectStatus
+from core.types import LabelDef, ProjectStatus, RuleInfo
 
 app = typer.Typer(
     help="labelbot: label text data together, driven by active learning.",
@@ -388,6 +388,8 @@ def status(
         print(json.dumps(_status_dict(result), ensure_ascii=False, indent=2))
         return
     _print_status(result, all_annotators=annotators)
+    if result.rules:
+        _print_rules(result.rules)
     vectors = service.embedding_status(project)
     if vectors.missing or vectors.target:
         moving = f", moving to {vectors.target}" if vectors.target else ""
@@ -494,6 +496,7 @@ def _status_dict(status: ProjectStatus) -> dict[str, Any]:
         "agreement": status.agreement,
         "pairs": [p.__dict__ for p in status.pairs],
         "annotators": [a.__dict__ for a in status.annotators],
+        "rules": [_rule_dict(rule) for rule in status.rules],
         "latest_run": None
         if run is None
         else {
@@ -1058,3 +1061,88 @@ def simulate(
         console.print(f"Wrote {write_json(result, json_out)}", highlight=False, markup=False)
     if plot_out is not None:
         console.print(f"Wrote {plot(result, plot_out)}", highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------ rules (issue 13)
+
+rule_app = typer.Typer(
+    help="Keyword/regex rules: weak labels shown on cards and exported (they never answer a record).",
+    no_args_is_help=True,
+)
+app.add_typer(rule_app, name="rule")
+
+
+def _rule_dict(rule: RuleInfo) -> dict[str, Any]:
+    return {
+        "id": rule.id, "label": rule.label, "kind": rule.kind, "pattern": rule.pattern,
+        "created_by": rule.created_by, "created_at": rule.created_at.isoformat(), "total": rule.total,
+        "matched": rule.matched, "coverage": rule.coverage, "overlap": rule.overlap,
+        "conflicts": rule.conflicts, "labeled": rule.labeled, "agreeing": rule.agreeing,
+        "precision": rule.precision, "timed_out": rule.timed_out,
+    }  # fmt: skip
+
+
+def _print_rules(rules: list[RuleInfo] | tuple[RuleInfo, ...]) -> None:
+    """One line per rule (not a table: patterns are long, and a line is easy to grep)."""
+    console.print("Rules (weak labels):", highlight=False, markup=False)
+    for rule in rules:
+        coverage = "timed out" if rule.timed_out else f"{rule.coverage:.1%} ({rule.matched:,}/{rule.total:,})"
+        precision = (
+            f"n/a ({rule.labeled} labeled)"
+            if rule.precision is None
+            else f"{rule.precision:.0%} ({rule.agreeing}/{rule.labeled})"
+        )
+        console.print(
+            f"  #{rule.id} {rule.kind} {rule.pattern} -> {rule.label}: covers {coverage}, overlap "
+            f"{rule.overlap:,}, conflicts {rule.conflicts:,}, precision {precision}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@rule_app.command("add")
+@_friendly
+def rule_add(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    rule: Annotated[
+        str, typer.Argument(help='e.g. "refund, money back -> request_refund" or "/refund/i -> X".')
+    ],
+    user: UserOption = "",
+) -> None:
+    """Add a keyword (comma-separated, whole words, any case) or /regex/flags rule for a label."""
+    added = _service().add_rule(project, rule, user or _default_user())
+    _print_rules([added])
+    if added.timed_out:
+        err_console.print(
+            f"Rule #{added.id} timed out on some record, so it matches nothing: remove it and write a "
+            "simpler pattern.",
+            highlight=False,
+            markup=False,
+        )
+
+
+@rule_app.command("list")
+@_friendly
+def rule_list(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The project's rules with coverage, overlap, conflicts and precision against the final labels."""
+    found = _service().list_rules(project)
+    if as_json:
+        print(json.dumps([_rule_dict(rule) for rule in found], ensure_ascii=False, indent=2))
+    elif not found:
+        console.print(f"No rules in {project}.", highlight=False, markup=False)
+    else:
+        _print_rules(found)
+
+
+@rule_app.command("remove")
+@_friendly
+def rule_remove(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    rule_id: Annotated[int, typer.Argument(help="The rule's id (from `labelbot rule list`).")],
+) -> None:
+    """Delete a rule (answers are untouched: a rule never gave any)."""
+    removed = _service().remove_rule(project, rule_id)
+    console.print(f"Removed rule #{removed.id}: {removed.description}", highlight=False, markup=False)

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from bot import blocks, ids
 from bot.labeling import Labeling, ack_first
 from bot.listeners import labelset as labelset_commands
+from bot.listeners import rules as rule_commands
 from bot.listeners import schedule as schedule_commands
 from bot.scheduler import LabelScheduler
 from core.errors import LabelbotError
@@ -165,6 +166,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "me": _me,
     "subscribe": schedule_commands.subscribe,
     "unsubscribe": schedule_commands.unsubscribe,
+    "rule": rule_commands.rule,  # list for everyone; add and remove check for an admin
     "guide": labelset_commands.guide,  # setting one is for admins: the handler checks
 }
 ADMIN_SUBCOMMANDS: dict[str, Handler] = {
