@@ -7,6 +7,7 @@ Functions take the connection of a transaction the facade opened; completeness f
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -240,7 +241,11 @@ def recompute_completeness(
 
 
 def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool) -> None:
-    gold = select(Annotation.record_id).where(Annotation.project_id == info.id, Annotation.source == "review")
+    gold = select(Annotation.record_id).where(
+        Annotation.project_id == info.id,
+        Annotation.source == "review",
+        Annotation.label.not_in(info.retired_labels),  # a retired gold label decides nothing
+    )
     if recount:
         # Answers with a retired label stay in the history but count for nothing (core.labelset.retire).
         counts = (
@@ -270,6 +275,14 @@ def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool
     tied = [rid for rid, labels in votes.items() if needs_extra_answer(labels, k)]
     for start in range(0, len(tied), _CHUNK):
         conn.execute(update(Record).where(Record.id.in_(tied[start : start + _CHUNK])).values(complete=False))
+
+
+def active(info: ProjectInfo, rows: Sequence[tuple]) -> list[tuple]:
+    """Answer rows (record, annotator, label, ...) without those for a retired label: they stay in the
+    history and the export and count for nothing else (core.labelset)."""
+    if not info.retired_labels:
+        return list(rows)
+    return [row for row in rows if row[2] not in info.retired_labels]
 
 
 def load(conn: Connection, project_id: int, record_ids: list[int] | None = None) -> list[tuple]:

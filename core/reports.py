@@ -18,6 +18,7 @@ import numpy as np
 from core import aggregate as agg
 from core import review as rv
 from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
+from core.answers import active
 from core.learner import EmbeddingClassifier, out_of_fold_proba, singleton_rows
 from core.training import aggregate_answers
 from core.types import AnnotatorStats, ModelRunInfo, PairAgreement, ProjectInfo, ProjectStatus, ReviewItem
@@ -40,6 +41,7 @@ def status(
     min_kappa_overlap: int,
 ) -> ProjectStatus:
     """``answers``: (record, annotator, label, source, shown_at, created_at) rows."""
+    answers = active(info, answers)
     finals = {rid: f for rid, f in aggregate_answers(info, list(answers)).items() if rid in complete}
     label_counts = {name: 0 for name in info.label_names}
     for final in finals.values():
@@ -164,6 +166,7 @@ def review_candidates(
     aggregate the latest model contradicts with probability >= ``core.review.MODEL_CONFIDENCE``.
     Returns (record id, kind, reason, label, answers, suggested label, its probability).
     """
+    answers = active(info, answers)
     gold = {row[0] for row in answers if row[3] == "review"}
     finals = aggregate_answers(info, answers)
     crowd: dict[int, list[tuple[str, str]]] = defaultdict(list)

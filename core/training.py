@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
 from core import handout, stopping
+from core.answers import active
 from core.gold import held_out_queue_rows
 from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
@@ -38,9 +39,7 @@ def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.
     Every answer counts, however many a record has beside the project's k. A tie carries the
     aggregate's best label (and ``tie``), so it trains like any complete record until an admin decides.
     """
-    # Answers with a retired label stay in the history and the export, and count for nothing here.
-    if info.retired_labels:
-        answers = [row for row in answers if row[2] not in info.retired_labels]
+    answers = active(info, answers)
     gold = {row[0]: row[2] for row in answers if row[3] == "review"}
     triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
     return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)
@@ -198,7 +197,9 @@ def replace_gold_queue(
 ) -> None:
     """Gold questions' queue rows: their cards show the guess of a model that never saw their gold labels
     (``core.gold``). After the swap, so the new queue never waits for this second fit."""
-    gold_ids = [row[0] for row in answers if row[3] == "review"] if info.gold_rate > 0 else []
+    gold_ids = [  # a retired gold label is no question to ask
+        row[0] for row in answers if row[3] == "review" and row[2] not in info.retired_labels
+    ] if info.gold_rate > 0 else []
     rows = (
         held_out_queue_rows(
             project_id=info.id,

@@ -201,11 +201,13 @@ def test_merge_moves_answers_and_recomputes_completeness(
 def test_retire_keeps_answers_marked_and_reopens_records(
     service: LabelingService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    ids = _project(service, {"r0": [("a", "other")], "r1": [("a", "billing")], "r2": []})
+    ids = _project(service, {"r0": [("a", "other")], "r1": [("a", "billing")], "r2": [], "r3": []})
+    service.record_answer("p", ids["r3"], "admin", "other", source="review")  # a gold label, retired too
     assert "retired_answers" not in _export(service, tmp_path)["r0"]
     asked = _retrains(service, monkeypatch)
     done = service.edit_labels("p", "retire", "other")
-    assert (done.retired, done.reopened, done.renamed) == (("other",), 1, {})
+    assert (done.retired, done.reopened, done.renamed) == (("other",), 2, {})
+    assert _record(service, ids["r3"]) == (0, False)
     info = service.get_project("p")
     assert info.label_names == ("billing", "refund") and info.retired_labels == ("other",)
     assert _labels_of(service, ids["r0"]) == ["other"]  # kept in the history
@@ -240,3 +242,22 @@ def test_retired_label_comes_back_with_its_answers(
     assert info.label_names == ("billing", "refund", "other") and info.retired_labels == ()
     assert _record(service, ids["r0"]) == (1, True)
     assert service.final_labels("p") == {"r0": "other"}
+
+
+def test_status_and_review_leave_retired_answers_out(
+    service: LabelingService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # k=3 estimates annotator accuracy over every answer, which knows only the active labels.
+    crowd = {
+        f"r{i}": [(u, ["billing", "refund", "other"][(i + (u == "z")) % 3]) for u in "xyz"] for i in range(6)
+    }
+    ids = _project(service, crowd, k=3)
+    service.record_answer("p", ids["r0"], "admin", "other", source="review")
+    _retrains(service, monkeypatch)
+    service.edit_labels("p", "retire", "other")
+    status = service.status("p")
+    assert set(status.label_counts) == {"billing", "refund"}
+    assert sum(status.label_counts.values()) == status.labeled
+    assert {a.user: a.answers for a in status.annotators}["z"] == 4  # its 2 answers of 'other' left out
+    for item in service.review_queue("p", 10):
+        assert "other" not in {label for _, label in item.answers}
