@@ -43,7 +43,11 @@ def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: in
     labels = None
     if not has_gold and policy.needs_labels_for_completeness(n_answers, k, extra):
         labels = (
-            conn.execute(select(Annotation.label).where(Annotation.record_id == record_id)).scalars().all()
+            conn.execute(
+                select(Annotation.label).where(
+                    Annotation.record_id == record_id, Annotation.label.not_in(info.retired_labels)
+                )
+            ).scalars().all()
         )
     return policy.is_complete(
         n_answers, k, has_gold=has_gold, labels=labels, extra_answer_on_disagreement=extra
@@ -267,6 +271,7 @@ def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool
             Record.complete.is_(True),
             Record.n_answers == k,
             Record.id.not_in(gold),
+            Annotation.label.not_in(info.retired_labels),
         )
     ).all()
     votes: dict[int, list[str]] = defaultdict(list)

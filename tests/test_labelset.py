@@ -261,3 +261,21 @@ def test_status_and_review_leave_retired_answers_out(
     assert {a.user: a.answers for a in status.annotators}["z"] == 4  # its 2 answers of 'other' left out
     for item in service.review_queue("p", 10):
         assert "other" not in {label for _, label in item.answers}
+
+
+def test_retiring_a_label_can_leave_a_tie_that_asks_for_one_more_answer(
+    service: LabelingService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # k=2 with an extra answer on a tie: billing/other tied, a third labeler said refund. With 'other'
+    # retired, billing/refund is a tie among exactly 2 answers: the record is open for one more.
+    ids = _project(service, {"r0": []}, k=2)
+    service.configure_project("p", extra_answer_on_disagreement=True)
+    for who, label in (("x", "billing"), ("y", "other"), ("z", "refund")):
+        service.record_answer("p", ids["r0"], who, label, source="cli")
+    assert _record(service, ids["r0"]) == (3, True)
+    _retrains(service, monkeypatch)
+    service.edit_labels("p", "retire", "other")
+    assert _record(service, ids["r0"]) == (2, False)
+    service.record_answer("p", ids["r0"], "w", "billing", source="cli")
+    assert _record(service, ids["r0"]) == (3, True)
+    assert service.final_labels("p") == {"r0": "billing"}
