@@ -15,7 +15,9 @@ from core import rules
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "banking77"
 N = 100_000
-RULES = ["refund, money back, reimburse -> x", "/card (was |got |is )?(lost|stolen)/i -> x", "/^(a|aa)+$/ -> x"]
+RULES = [
+    "refund, money back, reimburse -> x", "/card (was |got |is )?(lost|stolen)/i -> x", "/^(a|aa)+$/ -> x",
+]
 
 
 def main() -> None:

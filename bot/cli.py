@@ -1041,6 +1041,9 @@ def simulate(
     seeds: Annotated[int, typer.Option(help="Repetitions (mean ± std).")] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the curves as JSON.")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="Write the learning curves as PNG.")] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Keyword/regex rules, one '<pattern> -> LABEL' a line.")
+    ] = None,
 ) -> None:
     """Replay an oracle through the real labeling loop and report how many labels active learning saves."""
     from core.simulate import format_table, plot, run_simulation, write_json
@@ -1055,6 +1058,7 @@ def simulate(
         seeds=seeds,
         settings=load_settings(),
         progress=lambda line: err_console.print(line, markup=False),
+        rules_path=rules,
     )
     print(format_table(result))
     if json_out is not None:

@@ -219,8 +219,11 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         self.label_vectors = label_vectors
         self.label_weight = label_weight
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> EmbeddingClassifier:
-        """Fit on embeddings ``X`` (n, d) and labels ``y`` (n,) of str."""
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> EmbeddingClassifier:
+        """Fit on embeddings ``X`` (n, d) and labels ``y`` (n,) of str; ``sample_weight`` (n,): each row's
+        weight (default 1; rules' weak labels weigh less, core.rules)."""
         y = np.asarray(y)
         if len(y) == 0 or np.shape(X)[0] == 0:
             raise ValueError("Cannot train a classifier without labeled examples: label some records first.")
@@ -230,11 +233,12 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         X = _l2_normalize(X)
         names, name_vectors = self._label_prior(X, y)
-        weights = None
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if len(names):
             X = np.vstack([X, name_vectors.astype(X.dtype, copy=False)])
             y = np.concatenate([y.astype(object), names])
-            weights = np.concatenate([np.ones(len(y) - len(names)), np.full(len(names), self.label_weight)])
+            rows = np.ones(len(y) - len(names)) if weights is None else weights
+            weights = np.concatenate([rows, np.full(len(names), self.label_weight)])
         self.classes_ = np.unique(y)
         self._logits32 = None
         if len(self.classes_) == 1:

@@ -846,6 +846,7 @@ class LabelingService:
                 embedding_model=self.pools.model_of(state),
                 labels=labels,
                 learner=self._learner(state),
+                weak=self._weak_labels(state.info, given, labels[1]),
             )
             self.retraining.trained(info.id, trained.fingerprint)
         return trained
@@ -1015,13 +1016,8 @@ class LabelingService:
                 return []
             total = ingest.counts(conn, info.id)[0]
             given, complete = answers.load(conn, info.id), answers.complete_ids(conn, info.id)
-        finals = {
-            rid: final.label
-            for rid, final in training.aggregate_answers(info, given).items()
-            if rid in complete and final.label is not None
-        }
         return rules.statistics(info.name, found, self._rule_evaluations(info.id, found), total=total,
-                                finals=finals)  # fmt: skip
+                                finals=_finals(info, given, complete))  # fmt: skip
 
     def remove_rule(self, project: ProjectKey, rule_id: int) -> RuleInfo:
         """Delete a rule (answers are untouched: a rule never gave any); returns it as it was."""
@@ -1055,6 +1051,22 @@ class LabelingService:
                 self._rule_cache.store(project_id, version, rule.kind, rule.pattern, evaluation)
             out[rule.id] = evaluation
         return out
+
+    def _weak_labels(
+        self, info: ProjectInfo, given: list[tuple], complete: set[int]
+    ) -> dict[int, tuple[str, float]]:
+        """Record → (label, weight) from the project's rules, for a retrain (``core.rules.weak_labels``);
+        none unless the settings' ``rule_weak_labels`` is on."""
+        if not self.settings.rule_weak_labels:
+            return {}
+        with reading(self.engine) as conn:
+            found = rules.load(conn, info.id)
+        if not found:
+            return {}
+        evaluations = self._rule_evaluations(info.id, found)
+        finals = _finals(info, given, complete)
+        stats = rules.statistics(info.name, found, evaluations, total=0, finals=finals)
+        return rules.weak_labels(stats, evaluations, info.label_names)
 
     def _rule_labels(self, project_id: int) -> dict[int, str]:
         """Record → the labels of the rules matching it, ``|``-joined (the export's ``rule_labels``)."""
@@ -1107,6 +1119,15 @@ class LabelingService:
                 rules.relabel(conn, done.info.id, done.renamed)
         self.request_retrain(done.project)
         return done
+
+
+def _finals(info: ProjectInfo, given: list[tuple], complete: set[int]) -> dict[int, str]:
+    """Record → final label, of complete records that have one (what rules are measured against)."""
+    return {
+        rid: final.label
+        for rid, final in training.aggregate_answers(info, given).items()
+        if rid in complete and final.label is not None
+    }
 
 
 def _with_rules(info: ProjectInfo, found: Sequence[Any], views: Sequence[RecordView]) -> list[RecordView]:

@@ -271,6 +271,7 @@ def run_simulation(
     embedder: Embedder | None = None,
     progress: SimulationProgress | None = None,
     cache_dir: str | Path | None = None,
+    rules_path: str | Path | None = None,
 ) -> SimulationResult:
     """Replay an oracle through ``LabelingService`` for ``strategy`` and ``random``, ``seeds`` times each.
 
@@ -286,6 +287,8 @@ def run_simulation(
     embedder : overrides the settings' embedding model (tests pass ``HashingEmbedder``).
     progress : called with one human-readable line per step.
     cache_dir : keep embeddings across runs in this (git-ignored) folder.
+    rules_path : keyword/regex rules, one ``<pattern> -> LABEL`` a line (``#`` comments), added to every
+        simulated project after its import: weak labels for the learner and the cold start (core.rules).
     """
     started = time.perf_counter()
     if strategy not in STRATEGIES:
@@ -330,6 +333,9 @@ def run_simulation(
         notes.append(f"budget {budget} capped at the {len(texts)} training rows")
         budget = len(texts)
     steps = label_schedule(budget)
+    rule_lines = read_rules(rules_path) if rules_path is not None else []
+    if rule_lines:
+        notes.append(f"{len(rule_lines)} rules from {rules_path}")
 
     base = settings or load_settings()
     if embedder is None:
@@ -366,6 +372,7 @@ def run_simulation(
             "database_url": f"sqlite:///{Path(tmp) / 'simulate.db'}",
             "retrain_every": 0,  # the oracle drives retraining itself, step by step
             "answers_per_record": 1,
+            "rule_weak_labels": bool(rule_lines),  # --rules measures the rules as weak labels
         })
         service = LabelingService(sim_settings, embedder=cached)
         try:
@@ -377,6 +384,8 @@ def run_simulation(
                     # Gold labels stay here; the service only sees texts. External id = training row.
                     service.import_rows(project, [io.ImportRow(line=int(i) + 1, external_id=str(int(i)),
                                                                text=texts[i]) for i in order])
+                    for line in rule_lines:
+                        service.add_rule(project, line, "simulate")
                     curve = _replay(service, project, gold, test_X, test_gold, steps,
                                     lambda p, name=name, seed=seed: _emit(
                                         progress, f"{name} seed {seed + 1}/{seeds}: {p.labels} labels, "
@@ -410,6 +419,16 @@ def run_simulation(
         seconds=time.perf_counter() - started,
         notes=tuple(notes),
     )
+
+
+def read_rules(path: str | Path) -> list[str]:
+    """The rules of a rules file: one ``<keywords or /regex/flags> -> LABEL`` a line; blank lines and
+    lines starting with ``#`` are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise LabelbotError(f"{path}: cannot read the rules file ({exc.strerror or exc}).") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _replay(

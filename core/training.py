@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
-from core import handout, stopping
+from core import handout, rules, stopping
 from core.answers import active
 from core.gold import held_out_queue_rows
 from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
@@ -27,7 +27,7 @@ from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
 from core.pools import Guesses, Pool, PoolCache, guess_table
 from core.projects import ProjectCatalog, ProjectState
 from core.store import reading, writing
-from core.strategies import get_strategy
+from core.strategies import Pick, get_strategy
 from core.types import ModelRunInfo, ProjectInfo
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,13 @@ def retrain(
     embedding_model: str,
     labels: tuple[list[tuple], set[int], str],
     learner: Callable[..., EmbeddingClassifier] = EmbeddingClassifier,
+    weak: Mapping[int, tuple[str, float]] | None = None,
 ) -> Trained:
     """Fit, rank, swap the queue; then compute the metrics that do not change the queue.
+
+    ``weak``: record → (label, weight) from the project's rules (``core.rules.weak_labels``): records
+    without a final label are added to the fit with that weight, and at a cold start the first batch
+    starts with rule-matched records spread over the rules' labels. Metrics use the human labels only.
 
     ``labels``: the answers, the complete record ids and their fingerprint, read in one snapshot.
     ``learner`` makes the project's unfitted classifier (for the fit and its cross-validation; ``C=``
@@ -96,10 +101,17 @@ def retrain(
     answers, complete, fingerprint = labels
     pool = pools.pool(state)
     labeled_rows, y, candidates = training_rows(pool, aggregate_answers(info, answers), complete)
+    weak_rows, weak_y, weak_w = rules.weak_rows(pool.ids, weak or {}, candidates)
     classifier = scores = None
     classes: tuple[str, ...] = ()
     if len(set(y)) >= 2:
-        classifier = learner().fit(pool.vectors[labeled_rows], y)
+        if len(weak_rows):
+            fit_rows = np.concatenate([labeled_rows, weak_rows])
+            fit_y = np.concatenate([y.astype(object), weak_y])
+            fit_w = np.concatenate([np.ones(len(y)), weak_w])
+            classifier = learner().fit(pool.vectors[fit_rows], fit_y, fit_w)
+        else:
+            classifier = learner().fit(pool.vectors[labeled_rows], y)
         # Per row only the top classes and the entropy, in blocks: the pool may be a float16 memmap,
         # and its (rows, classes) probabilities would be 616 MB at 1M x 77 in float64.
         scores = classifier.score_pool(pool.vectors)
@@ -115,6 +127,13 @@ def retrain(
         labeled=labeled_rows,
         batch_size=batch_size,  # labelers answer this many before the next retrain rebuilds the queue
     )
+    if scores is None and len(weak_rows):  # a cold start: the rules' matches first, over their labels
+        n_seeds = min(len(picks), batch_size // 2)
+        seeds = rules.seed_rows(weak_rows, weak_y, n_seeds, np.random.default_rng(len(y)))
+        seeded = {row for row, _ in seeds}
+        picks = [Pick(row, 0.0, f"a rule says {label}") for row, label in seeds] + [
+            p for p in picks if p.index not in seeded
+        ][: len(picks) - len(seeds)]
     queue_rows = [
         {
             "project_id": info.id,
