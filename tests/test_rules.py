@@ -304,3 +304,18 @@ def test_simulate_takes_a_rules_file(tmp_path: Path) -> None:
                        settings=make_settings(tmp_path), embedder=HashingEmbedder(64), rules_path=rules_file)
     with pytest.raises(LabelbotError, match="cannot read the rules file"):
         read_rules(tmp_path / "missing.txt")
+
+
+def test_a_retired_labels_rules_stay_listed_but_match_nothing(
+    service: LabelingService, tmp_path: Path
+) -> None:
+    ids = _project(service, tmp_path)
+    rule = service.add_rule("p", "hello -> other", "U_ADMIN")
+    assert service.rule_matches("p", ids["r7"]) == ("hello → other",)
+    service.edit_labels("p", "retire", "other")
+    assert [(r.id, r.label, r.matched) for r in service.list_rules("p")] == [(rule.id, "other", 1)]
+    assert service.rule_matches("p", ids["r7"]) == ()
+    assert service.get_record("p", ids["r7"]).rules == ()
+    service.export("p", tmp_path / "out.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {line["id"]: line["rule_labels"] for line in lines}["r7"] is None
