@@ -6,7 +6,7 @@ training, pools, reports) own the SQL and the computing.
 A read never writes. The one write a hand-out makes is its leases. Who refills an emptied queue is
 decided after the hand-out's transaction, and done on the training worker.
 
-Over 400 lines because it is the one list of use cases the clients call (about 45 public methods,
+Over 400 lines because it is the one list of use cases the clients call (about 55 public methods,
 each opening its transaction and calling the job modules, 10–30 lines apiece, the SQL and the work
 in the job modules): splitting it would give the bot and the CLI several facades to learn instead
 of one.
