@@ -14,6 +14,7 @@ Slack, so it is only cut, not escaped.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import blockkit, ids
+from core import multilabel
 from core.types import (
     AnnotatorStats,
     LabelDef,
@@ -385,6 +387,8 @@ def label_card(project: ProjectInfo, record: RecordView, *, nonce: str) -> Messa
     """The card a labeler answers: record text, the model's guess, label buttons or a select, Skip and
     Show similar. Re-render with a new ``nonce`` whenever the card is updated in place."""
     ids.check_nonce(nonce)
+    if project.multi_label:
+        return multi_label_card(project, record, nonce=nonce)
     blocks = _record_blocks(ids.CARD_LABEL, project.name, record, nonce)
     context = [_guess_text(record.predicted_label, record.confidence)]
     if _clean(record.reason).strip():
@@ -439,6 +443,8 @@ def answered_card(
     ids.check_nonce(nonce)
     blocks = _record_blocks(ids.CARD_ANSWERED, project.name, record, nonce)
     status = "this record is complete" if complete else "waiting for more answers from others"
+    if project.multi_label:  # ``label`` is the set's canonical text (core.multilabel)
+        label = label_set_text(label)
     blocks.append(_context([f"✅ Labeled *{mrkdwn_text(label, 300)}* by {mention(user_id)} · {status}"],
                            ids.card_block_id(ids.CARD_ANSWERED, ids.PART_CONTEXT, nonce)))
     value = ids.encode_record_value(project.id, project.name, record.record_id)
@@ -447,6 +453,101 @@ def answered_card(
     blocks.append({"type": "actions", "block_id": controls_id, "elements": [undo]})
     fallback = f"Labeled {escape_mrkdwn(label)}: {_snippet(record.text, SNIPPET_LIMIT)}"
     return _message(fallback, blocks)
+
+
+# ------------------------------------------------------------------------------------ multi-label cards
+
+NONE_OF_THESE = "none of these"
+
+
+def label_set_text(canonical: str) -> str:
+    """A multi-label answer or guess as people read it: "a, b", or "none of these" for the empty set.
+    Plain text: escape it where it goes into mrkdwn."""
+    return ", ".join(multilabel.split(canonical)) or NONE_OF_THESE
+
+
+def _multi_guess_text(record: RecordView) -> str:
+    if record.predicted_label is None:
+        return "No model yet"
+    text = f"Guess: *{mrkdwn_text(label_set_text(record.predicted_label), 300)}*"
+    pct = _pct(record.confidence)
+    return f"{text} ({pct})" if pct else text
+
+
+def _label_set_input(
+    labels: Sequence[LabelDef], action_id: str, placeholder: str, *, initial: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Checkboxes for up to 10 labels (Slack's limit per element), a multi_static_select beyond.
+    Option values are ``ids.encode_label_option`` values: index and digest, so an edited set is caught."""
+    if len(labels) <= CHECKBOX_OPTIONS_LIMIT:
+        options = [_option(label.name, ids.encode_label_option(i, label.name), label.description)
+                   for i, label in enumerate(labels)]
+        element: dict[str, Any] = {"type": "checkboxes", "action_id": action_id, "options": options}
+    else:  # the single-label menu, made multiple (same options and groups of 100)
+        element = _label_select(labels, lambda i, label: ids.encode_label_option(i, label.name),
+                                action_id=action_id, placeholder=placeholder)
+        element["type"] = "multi_static_select"
+        options = element.get("options") or [
+            option for group in element["option_groups"] for option in group["options"]]
+    chosen = [option for option, label in zip(options, labels, strict=False) if label.name in set(initial)]
+    if chosen:
+        element["initial_options"] = chosen
+    return element
+
+
+def multi_label_card(project: ProjectInfo, record: RecordView, *, nonce: str) -> Message:
+    """The card of a multi-label project: the labels as checkboxes (a multi-select beyond 10), Submit,
+    "None of these", Skip and Show similar. Ticks are not preset to the model's guess: a Submit without
+    a look would store the model's guess as a person's answer; the guess is on the context line."""
+    ids.check_nonce(nonce)
+    blocks = _record_blocks(ids.CARD_LABEL, project.name, record, nonce)
+    context = [_multi_guess_text(record)]
+    if _clean(record.reason).strip():
+        context.append("Why this record: " + mrkdwn_text(record.reason, REASON_LIMIT))
+    if record.rules:
+        context.append(rules_context(record.rules))
+    context.append("Tick every label that applies, then Submit.")
+    blocks.append(_context(context, ids.card_block_id(ids.CARD_LABEL, ids.PART_CONTEXT, nonce)))
+
+    record_value = ids.encode_record_value(project.id, project.name, record.record_id)
+    controls = []
+    if project.labels:
+        controls += [_button("Submit", ids.ACTION_MULTI_SUBMIT, record_value, style="primary"),
+                     _button("None of these", ids.ACTION_MULTI_NONE, record_value)]
+        labels_input = _label_set_input(project.labels, ids.ACTION_MULTI_LABELS, "Choose the labels")
+        labels_id = ids.card_block_id(ids.CARD_LABEL, ids.PART_LABELS, nonce)
+        blocks.append({"type": "actions", "block_id": labels_id, "elements": [labels_input]})
+    controls += [_button("Skip", ids.ACTION_SKIP, record_value),
+                 _button("Show similar", ids.ACTION_SHOW_SIMILAR, record_value)]
+    if has_guidelines(project):
+        controls.append(_guidelines_button(project))
+    controls_id = ids.card_block_id(ids.CARD_LABEL, ids.PART_CONTROLS, nonce)
+    blocks.append({"type": "actions", "block_id": controls_id, "elements": controls})
+    if len(project.labels) > MAX_SELECTABLE_LABELS:
+        blocks.append(_context(
+            [f"Only the first {MAX_SELECTABLE_LABELS:,} of {len(project.labels):,} labels fit in this menu."],
+            ids.card_block_id(ids.CARD_LABEL, ids.PART_NOTE, nonce)))
+    fallback = f"{escape_mrkdwn(project.name)}: {_snippet(record.text, SNIPPET_LIMIT) or 'a record to label'}"
+    return _message(fallback, blocks)
+
+
+def ticked_labels(state_values: Any) -> list[ids.LabelOption]:
+    """The options ticked on a multi-label card, from the ``state.values`` Slack sends with a click
+    (every stateful element of the message, keyed by block id). ``ValueError`` on a malformed payload."""
+    if not isinstance(state_values, Mapping):
+        raise ValueError("Malformed message state: expected a mapping.")
+    chosen: list[ids.LabelOption] = []
+    for block_id, actions in state_values.items():
+        if not (isinstance(block_id, str) and block_id.startswith(f"{ids.CARD_LABEL}.{ids.PART_LABELS}.")):
+            continue
+        selected = _state(actions, ids.ACTION_MULTI_LABELS).get("selected_options") or []
+        if not isinstance(selected, list):
+            raise ValueError("Malformed message state: selected_options is not a list.")
+        for option in selected:
+            if not isinstance(option, Mapping):
+                raise ValueError("Malformed message state: an option is not an object.")
+            chosen.append(ids.parse_label_option(option.get("value")))
+    return chosen
 
 
 def stale_card(
@@ -512,6 +613,8 @@ def similar_modal(
     are shown. ``private_metadata`` carries the project and source record (see ``ids.parse_modal_metadata``).
     """
     results = list(results)[:MAX_SIMILAR_RESULTS]
+    if project.multi_label:  # labels and guesses are sets' canonical texts: shown as "a, b"
+        results = [_readable_sets(item) for item in results]
     blocks: list[Block] = []
     if source is not None:
         intro = (f"Records most similar to record {mrkdwn_text(source.external_id, 100)}:\n"
@@ -564,12 +667,27 @@ def similar_modal(
                             "you answered before. Records that already have all their answers are left as "
                             "they are."], "note"))
     initial = source.predicted_label if source is not None else None
+    if project.multi_label:  # the ticked labels are applied as one set (the model's guess preset)
+        select = _label_set_input(project.labels, ids.ACTION_SIMILAR_LABEL, "Choose the labels",
+                                  initial=multilabel.split(initial))
+        blocks.append({"type": "input", "block_id": ids.BLOCK_SIMILAR_LABEL, "optional": True,
+                       "label": _plain("Labels to apply", INPUT_LABEL_LIMIT), "element": select})
+        view["submit"] = _plain("Apply labels", MODAL_TITLE_LIMIT)
+        return view
     select = _label_select(project.labels, lambda i, label: ids.encode_label_option(i, label.name),
                            action_id=ids.ACTION_SIMILAR_LABEL, placeholder="Choose a label", initial=initial)
     blocks.append({"type": "input", "block_id": ids.BLOCK_SIMILAR_LABEL, "optional": True,
                    "label": _plain("Label to apply", INPUT_LABEL_LIMIT), "element": select})
     view["submit"] = _plain("Apply label", MODAL_TITLE_LIMIT)
     return view
+
+
+def _readable_sets(item: SimilarRecord) -> SimilarRecord:
+    return dataclasses.replace(
+        item,
+        label=None if item.label is None else label_set_text(item.label),
+        predicted_label=None if item.predicted_label is None else label_set_text(item.predicted_label),
+    )
 
 
 def search_results_modal(
@@ -621,6 +739,18 @@ def parse_similar_submission(
             raise ValueError("Malformed view state: selected_option is not an object.")
         label = ids.parse_label_option(chosen.get("value")).label(label_names)
     return list(dict.fromkeys(record_ids)), label
+
+
+def parse_similar_label_set(view_state_values: Mapping[str, Any], label_names: Sequence[str]) -> list[str]:
+    """The label names ticked in a multi-label project's similar/search modal (checkboxes or a
+    multi-select); ``ValueError`` on a malformed payload or a label set that changed."""
+    if not isinstance(view_state_values, Mapping):
+        raise ValueError("Malformed view state: expected a mapping.")
+    state = _state(view_state_values.get(ids.BLOCK_SIMILAR_LABEL, {}), ids.ACTION_SIMILAR_LABEL)
+    selected = state.get("selected_options") or []
+    if not isinstance(selected, list) or not all(isinstance(option, Mapping) for option in selected):
+        raise ValueError("Malformed view state: selected_options is not a list of objects.")
+    return [ids.parse_label_option(option.get("value")).label(label_names) for option in selected]
 
 
 def _state(actions: Any, action_id: str) -> Mapping[str, Any]:

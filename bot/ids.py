@@ -33,6 +33,13 @@ ACTION_UNDO = "undo"
 ACTION_START_LABELING = "start_labeling"  # App Home button
 ACTION_LABEL_N_NOW = "label_n_now"  # "Label 5 now" button
 ACTION_GUIDELINES = "guidelines"  # a card's (or the similar modal's) Guidelines button: the guidelines modal
+# Multi-label cards: the labels as checkboxes (a multi_static_select beyond 10) whose every tick Slack
+# sends as a block_actions that only needs an ack; Submit reads the ticks from the message's state and
+# "None of these" answers with the empty set. Both buttons carry encode_record_value values, the ticked
+# options encode_label_option values (index + digest: a changed label set is caught as stale).
+ACTION_MULTI_LABELS = "multi_labels"
+ACTION_MULTI_SUBMIT = "multi_submit"
+ACTION_MULTI_NONE = "multi_none"
 # Inputs inside the similar/search modal (they do not fire block_actions; read them from view.state).
 ACTION_SIMILAR_RECORDS = "similar_records"
 ACTION_SIMILAR_LABEL = "similar_label"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events, labelset, review, unmatched, views
+from bot.listeners import actions, commands, events, labelset, multilabel, review, unmatched, views
 
 
 def register(app: App) -> None:
@@ -14,4 +14,5 @@ def register(app: App) -> None:
     events.register(app)
     review.register(app)
     labelset.register(app)
+    multilabel.register(app)
     unmatched.register(app)  # last: what nothing above matched

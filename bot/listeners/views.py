@@ -21,18 +21,26 @@ def on_bulk_label(ack: Ack, body: dict, view: dict, client: WebClient, context: 
         meta = ids.parse_modal_metadata(view.get("private_metadata", ""))
         project = labeling.project_from_ref(meta)
         record_ids, label = blocks.parse_similar_submission(view["state"]["values"], project.label_names)
+        if project.multi_label:  # a set of labels, applied as one answer to each ticked record
+            names = blocks.parse_similar_label_set(view["state"]["values"], project.label_names)
     except (ValueError, KeyError, StaleCard):
         ack(
             response_action="errors",
             errors={ids.BLOCK_SIMILAR_LABEL: "This form is out of date: close it and open it again."},
         )
         return
-    errors = blocks.similar_errors(record_ids, label)
+    if project.multi_label:
+        label = ", ".join(names) or None  # for the errors and the report
+        errors = blocks.similar_errors(record_ids, label)
+        chosen: object = frozenset(names)
+    else:
+        errors = blocks.similar_errors(record_ids, label)
+        chosen = label
     if errors:
         ack(**errors)
         return
     try:
-        results = labeling.service.bulk_label(project.id, record_ids, user, label)  # one transaction
+        results = labeling.service.bulk_label(project.id, record_ids, user, chosen)  # one transaction
     except LabelbotError as exc:  # deleted or changed since the form opened: nothing was stored
         ack(response_action="errors", errors={ids.BLOCK_SIMILAR_LABEL: stale_reason(exc)})
         return

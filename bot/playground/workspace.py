@@ -321,9 +321,13 @@ class Playground:
             if channel_id is None or ts is None:
                 raise PlaygroundError("an action needs a message (channel and ts) or a view")
             message, ephemeral = self._find_message(user_id, channel_id, ts)
-            action = self._find_action(message.get("blocks", []), block_id, action_id, value, selected_value)
+            # Slack sends a message's checkboxes and menus as they stand with every click on it.
+            state = message_state_values(message, values or {})
+            blocks_ = message.get("blocks", [])
+            action = (_ticks_action(block_id, action_id, state)
+                      or self._find_action(blocks_, block_id, action_id, value, selected_value))
             answer = self.sender.block_actions(user_id, [action], user_name=user.name, channel_id=channel_id,
-                                               message=message, is_ephemeral=ephemeral)
+                                               message=message, is_ephemeral=ephemeral, state_values=state)
         if answer.status != 200:
             raise PlaygroundError("The app did not respond to this click.", status=502)
         return {"ok": True}
@@ -461,21 +465,50 @@ def build_state_values(view: dict, values: dict) -> dict:
         element = block.get("element") if block.get("type") == "input" else None
         if not isinstance(element, dict) or element.get("type") not in _INPUT_TYPES:
             continue
-        kind = element["type"]
         action_id = element.get("action_id", "")
         given = (values.get(block.get("block_id"), {}) or {}).get(action_id)
-        entry: dict[str, Any] = {"type": kind}
-        if kind == "plain_text_input":
-            entry["value"] = given if isinstance(given, str) and given != "" else None
-        else:
-            wanted = given if isinstance(given, list) else ([given] if isinstance(given, str) else [])
-            chosen = [copy.deepcopy(o) for o in _options(element) if o.get("value") in set(wanted)]
-            if kind in ("checkboxes", "multi_static_select"):
-                entry["selected_options"] = chosen
-            else:
-                entry["selected_option"] = chosen[0] if chosen else None
-        state.setdefault(block["block_id"], {})[action_id] = entry
+        state.setdefault(block["block_id"], {})[action_id] = _state_entry(element, given)
     return state
+
+
+def _state_entry(element: dict, given: Any) -> dict[str, Any]:
+    """One element's state as Slack sends it, for ``given`` (a string, a list of strings or nothing)."""
+    kind = element["type"]
+    entry: dict[str, Any] = {"type": kind}
+    if kind == "plain_text_input":
+        entry["value"] = given if isinstance(given, str) and given != "" else None
+        return entry
+    wanted = given if isinstance(given, list) else ([given] if isinstance(given, str) else [])
+    chosen = [copy.deepcopy(o) for o in _options(element) if o.get("value") in set(wanted)]
+    if kind in ("checkboxes", "multi_static_select"):
+        entry["selected_options"] = chosen
+    else:
+        entry["selected_option"] = chosen[0] if chosen else None
+    return entry
+
+
+def message_state_values(message: dict, values: dict) -> dict:
+    """The ``state.values`` Slack sends with a click on ``message``: every checkbox group and menu in its
+    actions blocks, with what the person ticked or picked (``values`` as for :func:`build_state_values`)."""
+    state: dict[str, dict] = {}
+    for block in message.get("blocks", []):
+        if block.get("type") != "actions":
+            continue
+        for element in block.get("elements", []):
+            if element.get("type") in _INPUT_TYPES - {"plain_text_input"} and element.get("action_id"):
+                given = (values.get(block.get("block_id"), {}) or {}).get(element["action_id"])
+                state.setdefault(block["block_id"], {})[element["action_id"]] = _state_entry(element, given)
+    return state
+
+
+def _ticks_action(block_id: str, action_id: str, state: dict) -> dict | None:
+    """The action of a tick in a message's checkboxes or multi-select: every option now chosen (none
+    when the last one was unticked), as Slack sends it. None for any other element."""
+    entry = (state.get(block_id) or {}).get(action_id)
+    if entry is None or "selected_options" not in entry:
+        return None
+    return {"type": entry["type"], "action_id": action_id, "block_id": block_id,
+            "selected_options": entry["selected_options"], "action_ts": f"{time.time():.6f}"}
 
 
 def missing_required(view: dict, state: dict) -> dict[str, str]:

@@ -17,6 +17,7 @@
     pollGen: 0,
     abort: null,
     nodes: new Map(), // message ts -> {key, node}
+    messageForms: new Map(), // message ts and block ids -> its form (ticks, sent with each click on it)
     listChannel: null,
     homeKey: null,
     modalKey: null,
@@ -350,8 +351,15 @@
       body.appendChild(note);
     }
     var ctx = mrkdwnContext();
+    // A message updated in place with new block ids (a card re-rendered) starts a fresh form.
+    var formKey = message.ts + " " + (message.blocks || []).map(function (b) { return b.block_id || ""; }).join(" ");
+    if (!S.messageForms.has(formKey)) S.messageForms.set(formKey, BlockKit.initialForm(message.blocks));
+    var form = S.messageForms.get(formKey);
+    ctx.form = form;
     ctx.onAction = function (detail, control) {
-      act(Object.assign({ channel: message.channel, ts: message.ts }, detail), control);
+      // As Slack does, every click on a message carries its checkboxes and menus as they stand.
+      act(Object.assign({ channel: message.channel, ts: message.ts, values: BlockKit.formValues(form) }, detail),
+        control);
     };
     if (message.blocks && message.blocks.length) {
       body.appendChild(BlockKit.render(message.blocks, ctx));
@@ -597,6 +605,7 @@
   function switchUser(userId) {
     S.user = userId;
     S.nodes = new Map();
+    S.messageForms = new Map(); // ticks are each person's own
     S.listChannel = null;
     S.homeKey = null;
     S.modalKey = null;

@@ -6,7 +6,8 @@
  *   files                      {file_id: {url, ...}} for image blocks with slack_file
  *   onAction(detail, control)  a button click or a select pick outside input blocks:
  *                              detail = {block_id, action_id, value | selected_value}
- *   form                       Map JSON [block_id, action_id] -> value(s) of input blocks (modals)
+ *   form                       Map JSON [block_id, action_id] -> value(s) of input blocks (modals), and
+ *                              of checkboxes and multi-selects in actions blocks (a message's state)
  *   errors                     {block_id: message} shown under the blocks (response_action: errors)
  */
 (function (global) {
@@ -145,7 +146,8 @@
     return select;
   }
 
-  function choiceList(element, blockId, ctx, kind) {
+  /* Checkboxes or radio buttons; ``fire``: outside an input block, where Slack sends each tick. */
+  function choiceList(element, blockId, ctx, kind, fire) {
     var box = el("div", "bk-choices");
     var key = formKey(blockId, element.action_id);
     var current = ctx.form.get(key);
@@ -163,6 +165,7 @@
           .call(box.querySelectorAll("input"), function (node) { return node.checked; })
           .map(function (node) { return node.value; });
         ctx.form.set(key, kind === "checkbox" ? ticked : ticked[0] || null);
+        if (fire && ctx.onAction) ctx.onAction({ block_id: blockId, action_id: element.action_id }, input);
       });
       var label = el("span", "bk-choice-text");
       label.appendChild(textObject(option.text, ctx));
@@ -173,6 +176,28 @@
       box.appendChild(row);
     });
     return box;
+  }
+
+  /* A multi-select outside an input block: each change goes to ctx.form and fires the action. */
+  function actionMultiSelect(element, blockId, ctx) {
+    var key = formKey(blockId, element.action_id);
+    var select = el("select", "bk-select");
+    select.multiple = true;
+    select.dataset.actionId = element.action_id || "";
+    select.setAttribute("aria-label", plain(element.placeholder) || "Choose options");
+    fillSelect(select, element, null);
+    var current = ctx.form.get(key) || [];
+    Array.prototype.forEach.call(select.options, function (option) {
+      option.selected = current.indexOf(option.value) >= 0;
+    });
+    select.addEventListener("change", function () {
+      var chosen = Array.prototype.filter
+        .call(select.options, function (option) { return option.selected; })
+        .map(function (option) { return option.value; });
+      ctx.form.set(key, chosen);
+      if (ctx.onAction) ctx.onAction({ block_id: blockId, action_id: element.action_id }, null);
+    });
+    return select;
   }
 
   /* An element inside an input block: its value goes to ctx.form, sent on submit. */
@@ -223,9 +248,11 @@
         return actionSelect(element, blockId, ctx);
       case "image":
         return image(element, ctx, "bk-accessory-image");
+      case "multi_static_select":
+        return actionMultiSelect(element, blockId, ctx);
       case "checkboxes":
       case "radio_buttons":
-        return choiceList(element, blockId, ctx, element.type === "checkboxes" ? "checkbox" : "radio");
+        return choiceList(element, blockId, ctx, element.type === "checkboxes" ? "checkbox" : "radio", true);
       default:
         return el("span", "bk-missing", "[unsupported element: " + element.type + "]");
     }
@@ -326,16 +353,19 @@
     return box;
   }
 
-  /* The values of the view's inputs as Slack's client starts them: initial_option(s), initial_value. */
+  /* The values of the inputs (and of the checkboxes and menus in actions blocks) as Slack's client
+   * starts them: initial_option(s), initial_value. */
   function initialForm(blocks) {
     var form = new Map();
     (blocks || []).forEach(function (b) {
-      var e = b.type === "input" ? b.element : null;
-      if (!e || !e.action_id) return;
-      var key = formKey(b.block_id, e.action_id);
-      if (e.initial_options) form.set(key, e.initial_options.map(function (o) { return o.value; }));
-      else if (e.initial_option) form.set(key, e.initial_option.value);
-      else if (e.initial_value) form.set(key, e.initial_value);
+      var elements = b.type === "input" ? [b.element] : b.type === "actions" ? b.elements || [] : [];
+      elements.forEach(function (e) {
+        if (!e || !e.action_id) return;
+        var key = formKey(b.block_id, e.action_id);
+        if (e.initial_options) form.set(key, e.initial_options.map(function (o) { return o.value; }));
+        else if (e.initial_option) form.set(key, e.initial_option.value);
+        else if (e.initial_value) form.set(key, e.initial_value);
+      });
     });
     return form;
   }
