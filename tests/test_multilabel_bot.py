@@ -5,6 +5,7 @@ before a rename, Show similar applying a set)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -19,7 +20,7 @@ from core.embeddings import HashingEmbedder
 from core.io import ImportRow
 from core.service import LabelingService
 from tests.conftest import make_settings
-from tests.slack_harness import ADMIN, ALICE, BOB, SlackHarness, start_harness
+from tests.slack_harness import ALICE, BOB, SlackHarness, start_harness
 from tests.test_bot import annotations, first_card, texts_of
 from tests.test_listeners import (
     DM,
@@ -145,17 +146,36 @@ def test_submit_with_nothing_ticked_stores_nothing_and_says_what_to_do(
     assert (said["channel"], said["user"]) == (DM[ALICE], ALICE) and said["text"] == listener.NOTHING_TICKED
 
 
-def test_a_tick_after_a_rename_makes_the_card_stale_with_nothing_stored(
+def renamed_card(service: LabelingService, record_id: int, old: str, new: str) -> dict:
+    """The card as it was sent while label ``new`` was still called ``old`` (core refuses renames in
+    multi-label projects for now, so the label set a card was made for is changed on the card's side)."""
+    project = service.get_project("tickets")
+    labels = tuple(replace(label, name=old) if label.name == new else label for label in project.labels)
+    record = service.get_record("tickets", record_id)
+    return blocks.label_card(replace(project, labels=labels), record, nonce="n0")
+
+
+def test_a_card_sent_before_a_rename_is_stale_with_nothing_stored(
     svc: LabelingService, context: BoltContext, client: Mock
 ) -> None:
-    _, card = card_of(svc)
-    svc.edit_labels("tickets", "rename", "bug", "defect")
-    press(context, client, card, ids.ACTION_MULTI_SUBMIT, ["bug"])
+    record_id, _ = card_of(svc)
+    card = renamed_card(svc, record_id, "defect", "bug")  # sent when "bug" was "defect"
+    press(context, client, card, ids.ACTION_MULTI_SUBMIT, ["defect"])
     assert stored(svc) == set()
     update = card_update(client)
     assert "label set changed" in texts_of(update)
     assert not [b for b in update["blocks"] if b["type"] == "actions"]
     client.chat_postMessage.assert_not_called()
+
+
+def test_a_card_sent_before_a_label_was_added_still_takes_answers(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record_id, card = card_of(svc)
+    svc.edit_labels("tickets", "add", "refund")
+    press(context, client, card, ids.ACTION_MULTI_SUBMIT, ["praise", "urgent"])
+    assert stored(svc) == {(record_id, ALICE, "urgent|praise", "slack")}
+    assert "Labeled *urgent, praise*" in texts_of(card_update(client))
 
 
 def test_a_forged_submit_value_is_stale(svc: LabelingService, context: BoltContext, client: Mock) -> None:
@@ -271,14 +291,18 @@ def test_submit_and_none_of_these_end_to_end(h: SlackHarness) -> None:
 
 def test_a_card_sent_before_a_rename_goes_stale_end_to_end(h: SlackHarness) -> None:
     card = first_card(h)
-    h.command("labels rename bug defect", user=ADMIN)
-    h.standin.wait_until(lambda: len(h.standin.responses) >= 2)
-    assert h.service.get_project("tickets").label_names == ("billing", "urgent", "defect", "praise")
-    assert tick_and_press(h, ALICE, card, ["bug"], ids.ACTION_MULTI_SUBMIT) == 200
+    record_id = ids.parse_record_value(next(
+        e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+        if e.get("action_id") == ids.ACTION_MULTI_SUBMIT)).record_id
+    old = dict(card, blocks=renamed_card(h.service, record_id, "defect", "bug")["blocks"])
+    assert tick_and_press(h, ALICE, old, ["urgent", "defect"], ids.ACTION_MULTI_SUBMIT) == 200
     h.standin.wait_until(lambda: any("label set changed" in texts_of(m) for m in h.dm_messages(ALICE)))
+    stale = next(m for m in h.dm_messages(ALICE) if "label set changed" in texts_of(m))
+    assert stale["ts"] == card["ts"] and "Traceback" not in texts_of(stale)
+    assert not [b for b in stale["blocks"] if b["type"] == "actions"]
     assert annotations(h) == []
-    # A fresh card offers the new name and takes the set.
+    # A fresh card offers the current names and takes the set.
     fresh = first_card(h, BOB)
-    assert tick_and_press(h, BOB, fresh, ["defect"], ids.ACTION_MULTI_SUBMIT) == 200
+    assert tick_and_press(h, BOB, fresh, ["bug"], ids.ACTION_MULTI_SUBMIT) == 200
     h.standin.wait_until(lambda: len(annotations(h)) == 1)
-    assert annotations(h)[0][1:3] == (BOB, "defect")
+    assert annotations(h)[0][1:3] == (BOB, "bug")
