@@ -107,7 +107,17 @@ def init(
         Path | None, typer.Option(help="YAML or JSON file with label names and descriptions.")
     ] = None,
     answers_per_record: Annotated[int | None, typer.Option(help="Answers needed per record (crowd).")] = None,
-    strategy: Annotated[str | None, typer.Option(help="Query strategy (default margin-kmeans).")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Query strategy (default margin-kmeans; max-uncertainty-kmeans when multi-label)."),
+    ] = None,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help="Each answer is a set of labels, possibly empty (or multi_label: true in the labels file).",
+        ),
+    ] = False,
 ) -> None:
     """Create a project with its label set."""
     if (labels is None) == (labels_file is None):
@@ -115,9 +125,13 @@ def init(
     defs: list[LabelDef] = (
         io.parse_label_list(labels) if labels is not None else io.read_label_set(labels_file)
     )
-    info = _service().create_project(project, defs, answers_per_record=answers_per_record, strategy=strategy)
+    multi_label = multi_label or (labels_file is not None and io.label_set_is_multi_label(labels_file))
+    info = _service().create_project(
+        project, defs, answers_per_record=answers_per_record, strategy=strategy, multi_label=multi_label
+    )
+    kind = " (multi-label)" if info.multi_label else ""
     console.print(
-        f"Created project [bold]{info.name}[/bold] with {len(info.labels)} labels.", highlight=False
+        f"Created project [bold]{info.name}[/bold]{kind} with {len(info.labels)} labels.", highlight=False
     )
 
 
@@ -130,7 +144,8 @@ def list_projects() -> None:
         console.print("No projects yet. Create one with `labelbot init NAME --labels a,b`.")
     for info in infos:
         console.print(
-            f"{info.name}\t{len(info.labels)} labels\tk={info.answers_per_record}\t{info.strategy}"
+            f"{info.name}\t{len(info.labels)} labels{' (multi-label)' if info.multi_label else ''}"
+            f"\tk={info.answers_per_record}\t{info.strategy}"
             f"\tgold_rate={info.gold_rate:g}",
             highlight=False,
             markup=False,
@@ -311,13 +326,21 @@ def next_(
 
 @app.command()
 @_friendly
-def answer(project: str, record_id: str, label: str, user: UserOption = "") -> None:
+def answer(
+    project: str,
+    record_id: str,
+    label: Annotated[
+        str, typer.Argument(help='The label; multi-label: the set joined by "|" ("" for none of these).')
+    ],
+    user: UserOption = "",
+) -> None:
     """Label a record (by the id from the imported file)."""
     service = _service()
     record = service.find_record(project, record_id)
     result = service.record_answer(project, record.record_id, user or _default_user(), label, source="cli")
     state = "saved" if result.changed else "unchanged"
-    console.print(f"{record_id}: {label} ({state}).", highlight=False, markup=False)
+    shown = result.label or "(none of these)"  # a multi-label project's empty set
+    console.print(f"{record_id}: {shown} ({state}).", highlight=False, markup=False)
 
 
 @app.command()
@@ -479,7 +502,7 @@ def _print_run(run: Any) -> None:
 
 def _scores(run: Any) -> str:
     """The run's cross-validated scores and stability, as "cv_accuracy 0.812, cv_macro_f1 0.790"."""
-    shown = ("cv_accuracy", "cv_macro_f1", "stability_kappa")
+    shown = ("cv_accuracy", "cv_micro_f1", "cv_macro_f1", "cv_subset_accuracy", "stability_kappa")
     return ", ".join(f"{k} {run.metrics[k]:.3f}" for k in shown if k in run.metrics)
 
 
@@ -492,6 +515,7 @@ def _status_dict(status: ProjectStatus) -> dict[str, Any]:
         "annotations": status.annotations,
         "remaining": status.remaining,
         "ties": status.ties,
+        "multi_label": status.multi_label,
         "label_counts": status.label_counts,
         "agreement": status.agreement,
         "pairs": [p.__dict__ for p in status.pairs],
@@ -510,7 +534,8 @@ def _status_dict(status: ProjectStatus) -> dict[str, Any]:
 
 def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
     console.print(
-        f"[bold]{status.project}[/bold]: {status.labeled}/{status.total} labeled "
+        f"[bold]{status.project}[/bold]{' (multi-label)' if status.multi_label else ''}: "
+        f"{status.labeled}/{status.total} labeled "
         f"({status.progress:.0%}), {status.remaining} need answers, {status.annotations} answers.",
         highlight=False,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
-from core import policy
+from core import multilabel, policy
 from core.errors import NothingToUndo, RecordNotFound, StaleRecord
 from core.models import Annotation, Lease, Record, Skip
 from core.review import needs_extra_answer
@@ -49,6 +49,8 @@ def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: in
                 )
             ).scalars().all()
         )
+    if labels is not None and info.multi_label:  # k set answers: a tie on any label asks one more
+        return not multilabel.needs_extra_answer(info, labels)
     return policy.is_complete(
         n_answers, k, has_gold=has_gold, labels=labels, extra_answer_on_disagreement=extra
     )

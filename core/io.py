@@ -364,7 +364,10 @@ def _jsonl_rows(text: str, spec: _Spec) -> list[ImportRow]:
             external_id = str(len(rows) + 1)
         label = annotator = None
         if spec.label_column is not None:
-            label = (_scalar(obj.get(spec.label_column), "label", spec, number) or "").strip()
+            value = obj.get(spec.label_column)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):  # a multi-label set
+                value = "|".join(value)
+            label = (_scalar(value, "label", spec, number) or "").strip()
         if spec.annotator_column is not None:
             annotator = (_scalar(obj.get(spec.annotator_column), "annotator", spec, number) or "").strip()
         rows.append(
@@ -462,6 +465,21 @@ def parse_label_list(text: str) -> list[LabelDef]:
     return _check_label_names(defs, fail)
 
 
+def label_set_is_multi_label(path: str | Path) -> bool:
+    """Whether a label set file says ``multi_label: true`` beside its ``labels`` (read_label_set checks
+    the rest of the file)."""
+    try:
+        text = _read_text(path)
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError):
+        return False
+    if not isinstance(data, dict) or "labels" not in data or "multi_label" not in data:
+        return False
+    if not isinstance(data["multi_label"], bool):
+        raise InputFileError(str(path), "multi_label must be true or false")
+    return data["multi_label"]
+
+
 def read_label_set(path: str | Path) -> list[LabelDef]:
     """Label set from a YAML (``.yml``/``.yaml``) or JSON file.
 
@@ -485,8 +503,12 @@ def read_label_set(path: str | Path) -> list[LabelDef]:
     def fail(problem: str) -> InputFileError:
         return InputFileError(name, problem)
 
-    if isinstance(data, dict) and list(data) == ["labels"] and isinstance(data["labels"], (list, dict)):
-        data = data["labels"]
+    if (
+        isinstance(data, dict)
+        and set(data) in ({"labels"}, {"labels", "multi_label"})
+        and isinstance(data["labels"], (list, dict))
+    ):
+        data = data["labels"]  # beside it, ``multi_label: true`` (label_set_is_multi_label)
     defs: list[LabelDef] = []
     if isinstance(data, list):
         for position, item in enumerate(data, start=1):

@@ -8,13 +8,23 @@ sets compare equal as text, so repeated clicks, agreement and undo work on the c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
+from core import aggregate as agg
 from core.errors import LabelbotError, UnknownLabel
+from core.review import needs_extra_answer as _needs_extra_answer
 from core.types import ProjectInfo
+
+#: A guess names its set by a bitmask of the labels (core.learner.SetNames), exact in float32 up to 2^24.
+MAX_MULTI_LABELS = 24
 
 #: Joins the names of a set in the stored text, the CSV export and simulate's files.
 SEPARATOR = "|"
+
+#: A new multi-label project's query strategy (docs/benchmarks.md, "Multi-label (issue 13)").
+DEFAULT_STRATEGY = "max-uncertainty-kmeans"
 
 #: What an answer of a multi-label project may be: the names, or a callable choosing them against the
 #: project as the answering transaction reads it (the card listener resolves ticked options so).
@@ -22,7 +32,11 @@ LabelChoice = Collection[str] | Callable[[ProjectInfo], Collection[str]]
 
 
 def check_names(names: Iterable[str]) -> None:
-    """Label names of a multi-label project may not contain the separator."""
+    """Label names of a multi-label project may not contain the separator; at most ``MAX_MULTI_LABELS``
+    (a guess names its set by a bitmask, core.learner)."""
+    names = list(names)
+    if len(names) > MAX_MULTI_LABELS:
+        raise LabelbotError(f"A multi-label project has at most {MAX_MULTI_LABELS} labels.")
     bad = [name for name in names if SEPARATOR in name]
     if bad:
         raise LabelbotError(
@@ -53,6 +67,17 @@ def split(text: str | None) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in text.split(SEPARATOR)) if part)
 
 
+def answer_text(info: ProjectInfo, label: object) -> str:
+    """What ``Annotation.label`` stores for an answer: one active label's name for a single-label project
+    (a name, or a callable returning one), the canonical set text for a multi-label one."""
+    if info.multi_label:
+        return resolve(info, label)  # type: ignore[arg-type]
+    name = label(info) if callable(label) else label
+    if not isinstance(name, str) or name not in info.label_names:
+        raise UnknownLabel(f"{name!r} is not a label of project {info.name!r}.")
+    return name
+
+
 def resolve(info: ProjectInfo, label: LabelChoice | str) -> str:
     """The canonical text of an answer given as names, a callable returning them, or ``|``-joined text."""
     if callable(label):
@@ -73,3 +98,73 @@ def indicator(texts: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
                 row[position[name]] = 1
         rows.append(row)
     return rows
+
+
+def yes_no(text: str, label: str) -> str:
+    """One label of a set answer as the yes/no question it is aggregated as."""
+    return "yes" if label in split(text) else "no"
+
+
+def needs_extra_answer(info: ProjectInfo, texts: Sequence[str]) -> bool:
+    """Disagreement routing: k set answers with a tie on any label's yes/no get one more answer."""
+    return any(
+        _needs_extra_answer([yes_no(t, label) for t in texts], info.answers_per_record)
+        for label in info.label_names
+    )
+
+
+def aggregate(
+    info: ProjectInfo,
+    answers: Iterable[tuple[Hashable, Hashable, str]],
+    gold: Mapping[Hashable, str] | None = None,
+) -> dict[Hashable, agg.AggregateLabel]:
+    """The final set per record: each label a yes/no question through :func:`core.aggregate.aggregate`.
+
+    ``label`` is the canonical text of the labels whose answer is yes; ``tie`` when any label's yes/no
+    is split evenly; ``agreement`` and ``confidence`` the mean over labels; a gold set wins whole.
+    """
+    answers = list(answers)
+    gold = dict(gold or {})
+    per_label = {
+        label: agg.aggregate(
+            [(rid, who, yes_no(text, label)) for rid, who, text in answers],
+            ("no", "yes"),
+            answers_per_record=info.answers_per_record,
+            gold={rid: yes_no(text, label) for rid, text in gold.items()},
+        )
+        for label in info.label_names
+    }
+    records = dict.fromkeys([rid for rid, _, _ in answers] + list(gold))
+    result = {}
+    for rid in records:
+        finals = [(label, per_label[label][rid]) for label in info.label_names]
+        result[rid] = agg.AggregateLabel(
+            label=SEPARATOR.join(label for label, f in finals if f.label == "yes"),
+            confidence=sum(f.confidence for _, f in finals) / len(finals),
+            n_answers=finals[0][1].n_answers,
+            tie=any(f.tie for _, f in finals),
+            agreement=sum(f.agreement for _, f in finals) / len(finals),
+        )
+    return result
+
+
+def canonical_rows(info: ProjectInfo, rows: Sequence[Any], path: str) -> list[Any]:
+    """Import rows (``core.io.ImportRow``) with their ``|``-joined labels as canonical set texts; an
+    unknown name is one line naming the file and line."""
+    out = []
+    for row in rows:
+        if row.label is not None:
+            try:
+                row = dataclasses.replace(row, label=join(info, split(row.label)))
+            except UnknownLabel as exc:
+                raise UnknownLabel(f"{path}, line {row.line}: {exc}") from None
+        out.append(row)
+    return out
+
+
+def as_lists(row: dict[str, Any]) -> dict[str, Any]:
+    """An export row with its set columns (``label``, ``predicted_label``) as lists of names (JSONL)."""
+    return {
+        key: list(split(value)) if key in ("label", "predicted_label") and value is not None else value
+        for key, value in row.items()
+    }

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from core import index as vector_index
 from core.index import VectorIndex
-from core.learner import PoolScores
+from core.learner import PoolScores, SetNames
 from core.models import ModelRun
 from core.projects import ProjectState
 from core.store import reading
@@ -247,7 +247,9 @@ def guess_table(run_id: int, pool: Pool, scores: PoolScores, classes: object) ->
     """Each row's best class and its probability, from the retrain's own pass over the pool; float32
     (class indices are exact there), 8 MB at 1M rows."""
     rows = np.stack([scores.best.astype(np.float32), scores.best_proba.astype(np.float32)], axis=1)
-    return (run_id, pool.lineage, rows, tuple(str(c) for c in classes))  # type: ignore[attr-defined]
+    # A multi-label model's SetNames (2^labels sets, by bitmask) is kept as it is, never listed.
+    names = classes if isinstance(classes, SetNames) else tuple(str(c) for c in classes)  # type: ignore[attr-defined]
+    return (run_id, pool.lineage, rows, names)
 
 
 def _covers(table: Guesses, pool: Pool) -> bool:

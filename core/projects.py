@@ -229,4 +229,5 @@ def _info(pid: int, name: str, labels: list[dict], settings: dict, created_at: A
         # New projects store their rate; one made before gold questions keeps working as it did: its
         # admins' past review decisions are not handed to labelers until someone sets a rate.
         gold_rate=float(settings.get("gold_rate", 0.0)),
+        multi_label=bool(settings.get("multi_label", False)),
     )

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from core import aggregate as agg
+from core import multilabel
 from core import review as rv
 from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
 from core.answers import active
@@ -45,8 +46,10 @@ def status(
     finals = {rid: f for rid, f in aggregate_answers(info, list(answers)).items() if rid in complete}
     label_counts = {name: 0 for name in info.label_names}
     for final in finals.values():
-        if final.label is not None:
-            label_counts[final.label] = label_counts.get(final.label, 0) + 1
+        # A multi-label record counts once for each label of its set.
+        for name in multilabel.split(final.label) if info.multi_label else [final.label]:
+            if name is not None:
+                label_counts[name] = label_counts.get(name, 0) + 1
     triples = [(rid, who, label) for rid, who, label, source, *_ in answers if source != "review"]
     per_user: dict[str, list[Any]] = defaultdict(list)
     for rid, who, label, source, shown_at, created_at in answers:
@@ -56,7 +59,7 @@ def status(
     # record an admin then reviewed were part of the dispute, not a test.
     gold_since = {rid: created_at for rid, _, _, source, _, created_at in answers if source == "review"}
     estimated = {}
-    if info.answers_per_record >= 3 and triples:
+    if info.answers_per_record >= 3 and triples and not info.multi_label:  # sets: per label, not here
         # Answers on gold records (gold questions, reviewed records) count against the gold label.
         estimated = agg.hierarchical_mace(triples, labels=info.label_names, gold=gold).annotator_accuracy
     annotators = []
@@ -106,6 +109,7 @@ def status(
         agreement=overall,
         pairs=pair_agreement(finished, min_kappa_overlap),
         ties=ties,
+        multi_label=info.multi_label,
     )
 
 

@@ -35,6 +35,7 @@ from core import (
     ingest,
     io,
     labelset,
+    multilabel,
     reports,
     rules,
     stopping,
@@ -45,7 +46,7 @@ from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
 from core.leadership import SCHEDULER_LEASE, Leadership, database_answers
-from core.learner import DEFAULT_C, EmbeddingClassifier
+from core.learner import DEFAULT_C, EmbeddingClassifier, MultiLabelClassifier
 from core.models import utcnow
 from core.policy import RetrainPolicy
 from core.pools import PoolCache
@@ -104,7 +105,9 @@ DELIVERY_KEEP_GIVEN_UP = 7 * 24 * 3600
 
 #: A label by name, or a function choosing it from the project's label set as the answer's own
 #: transaction reads it (a chat button carries a label's index; the set may have changed since).
-LabelChoice = str | Callable[[ProjectInfo], str]
+#: An answer: a label's name (or a callable choosing it against the project as the transaction reads it);
+#: for a multi-label project a collection of names, or a callable returning one (core.multilabel).
+LabelChoice = str | Callable[[ProjectInfo], str] | multilabel.LabelChoice
 #: Called with the project as a write transaction reads it; raises to refuse the write.
 ProjectCheck = Callable[[ProjectInfo], None]
 
@@ -208,18 +211,23 @@ class LabelingService:
         *,
         answers_per_record: int | None = None,
         strategy: str | None = None,
+        multi_label: bool = False,
     ) -> ProjectInfo:
-        """Create a project with an ordered label set."""
+        """Create a project with an ordered label set; ``multi_label``: an answer is a set of labels."""
         name = name.strip()
         if not name:
             raise LabelbotError("A project needs a name.")
         defs = check_labels(labels)
+        if multi_label:
+            multilabel.check_names(d.name for d in defs)
+            strategy = strategy or multilabel.DEFAULT_STRATEGY
         settings = {
             "answers_per_record": check_answers_per_record(
                 self.settings.answers_per_record if answers_per_record is None else answers_per_record
             ),
             "strategy": check_strategy(strategy or self.settings.strategy),
             "gold_rate": check_gold_rate(self.settings.gold_rate),
+            **({"multi_label": True} if multi_label else {}),
         }
         with writing(self.engine) as conn:
             pid = self.projects.create(conn, name, defs, settings, self.embedder.name)
@@ -309,7 +317,7 @@ class LabelingService:
             id_column=id_column,
             label_column=label_column,
             annotator_column=annotator_column,
-            labels=info.label_names,
+            labels=None if info.multi_label else info.label_names,  # sets: checked by import_rows
             id_column_required=id_column_required,
             fmt=fmt,
         )
@@ -334,10 +342,13 @@ class LabelingService:
         Every imported answer counts, whatever the project's answers per record (k); a project still at
         the default k with no answers takes k from multi-answer rows (see :class:`ImportResult`)."""
         info = self.get_project(project)
-        labels = set(info.label_names)
-        for row in rows:
-            if row.label is not None and row.label not in labels:
-                raise UnknownLabel(f"{path}, line {row.line}: unknown label {row.label!r}.")
+        if info.multi_label:  # "|"-joined sets, stored as their canonical text
+            rows = multilabel.canonical_rows(info, rows, path)
+        else:
+            labels = set(info.label_names)
+            for row in rows:
+                if row.label is not None and row.label not in labels:
+                    raise UnknownLabel(f"{path}, line {row.line}: unknown label {row.label!r}.")
         with reading(self.engine) as conn:
             texts = ingest.new_texts(rows, ingest.known_ids(conn, info.id))
         new = list(texts.items())
@@ -487,6 +498,8 @@ class LabelingService:
             retired = labelset.retired_answers(state.info, given)
             for record, row in zip(records, rows, strict=True):
                 row["retired_answers"] = retired.get(record[0])
+        if state.info.multi_label and fmt == "jsonl":  # sets as lists; the CSV keeps the "|"-joined text
+            rows = [multilabel.as_lists(row) for row in rows]
         count = io.write_records(path, rows, fmt=fmt, columns=columns)
         return ExportResult(project=state.info.name, path=str(path), rows=count, format=fmt)
 
@@ -534,9 +547,7 @@ class LabelingService:
             raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
         with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
-            name = label(info) if callable(label) else label
-            if name not in info.label_names:
-                raise UnknownLabel(f"{name!r} is not a label of project {info.name!r}.")
+            name = multilabel.answer_text(info, label)  # a multi-label project's set as its stored text
             now = self.clock()
             stored = answers.store_answer(conn, info, record_id, user, name, source, now)
             owed: tuple[int, ...] = ()
@@ -609,16 +620,17 @@ class LabelingService:
         return _with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def bulk_label(
-        self, project: ProjectKey, record_ids: Iterable[int], user: str, label: str, *, source: str = "slack"
+        self, project: ProjectKey, record_ids: Iterable[int], user: str, label: LabelChoice, *,
+        source: str = "slack",
     ) -> list[AnswerResult]:
-        """Apply one label to several records (Show similar) in one transaction; complete ones are left."""
+        """Apply one label (a multi-label project: one set) to several records (Show similar) in one
+        transaction; complete ones are left."""
         if source not in SOURCES:
             raise LabelbotError(f"Unknown answer source {source!r}; expected one of {', '.join(SOURCES)}.")
         results = []
         with writing(self.engine, urgent=True) as conn:
             info = self.projects.info(conn, project)
-            if label not in info.label_names:
-                raise UnknownLabel(f"{label!r} is not a label of project {info.name!r}.")
+            label = multilabel.answer_text(info, label)
             now = self.clock()
             for record_id in dict.fromkeys(record_ids):
                 try:
@@ -867,6 +879,11 @@ class LabelingService:
                 log.warning("Retraining %s without its label names: %s", state.info.name, exc)
         with reading(self.engine) as conn:
             latest = training.run_history(conn, state.info, latest_only=True)
+        if state.info.multi_label:  # one-vs-rest with the prior and balanced weights (core.learner)
+            return functools.partial(
+                MultiLabelClassifier, labels=state.info.label_names, random_state=0,
+                label_vectors=names or None, label_weight=weight,
+            )
         c = latest[0].metrics.get("next_c", DEFAULT_C) if latest else DEFAULT_C
         return functools.partial(
             EmbeddingClassifier, C=c, random_state=0, label_vectors=names or None, label_weight=weight
@@ -1103,6 +1120,12 @@ class LabelingService:
         it (core.labelset), in one transaction; then a retrain is requested so the model follows.
         ``LabelSetEdit.renamed``/``.retired`` say what else keyed by label name must follow."""
         with writing(self.engine) as conn:
+            info = self.projects.info(conn, project)
+            if info.multi_label:  # set answers would need each set rewritten: only adding is supported
+                if edit != "add":
+                    raise LabelbotError(f"Labels of multi-label project {info.name!r} can be added, "
+                                        f"not renamed, merged or retired (not supported yet).")
+                multilabel.check_names([*info.label_names, label.strip()])
             if edit == "add":
                 done = labelset.add(conn, self.projects, project, label, description)
             elif edit in ("rename", "merge"):

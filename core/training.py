@@ -19,10 +19,16 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
-from core import handout, rules, stopping
+from core import handout, multilabel, rules, stopping
 from core.answers import active
 from core.gold import held_out_queue_rows
-from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
+from core.learner import (
+    EmbeddingClassifier,
+    PoolScores,
+    choose_c,
+    cross_validated_metrics,
+    multilabel_cv_metrics,
+)
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
 from core.pools import Guesses, Pool, PoolCache, guess_table
 from core.projects import ProjectCatalog, ProjectState
@@ -42,6 +48,8 @@ def aggregate_answers(info: ProjectInfo, answers: list[tuple]) -> dict[int, agg.
     answers = active(info, answers)
     gold = {row[0]: row[2] for row in answers if row[3] == "review"}
     triples = [(row[0], row[1], row[2]) for row in answers if row[3] != "review"]
+    if info.multi_label:  # each label a yes/no question through the same aggregator
+        return multilabel.aggregate(info, triples, gold)
     return agg.aggregate(triples, info.label_names, answers_per_record=info.answers_per_record, gold=gold)
 
 
@@ -101,7 +109,8 @@ def retrain(
     answers, complete, fingerprint = labels
     pool = pools.pool(state)
     labeled_rows, y, candidates = training_rows(pool, aggregate_answers(info, answers), complete)
-    weak_rows, weak_y, weak_w = rules.weak_rows(pool.ids, weak or {}, candidates)
+    # A rule names one label, not a set: multi-label projects train on the human answers only.
+    weak_rows, weak_y, weak_w = rules.weak_rows(pool.ids, {} if info.multi_label else weak or {}, candidates)
     classifier = scores = None
     classes: tuple[str, ...] = ()
     if len(set(y)) >= 2:
@@ -115,7 +124,8 @@ def retrain(
         # Per row only the top classes and the entropy, in blocks: the pool may be a float16 memmap,
         # and its (rows, classes) probabilities would be 616 MB at 1M x 77 in float64.
         scores = classifier.score_pool(pool.vectors)
-        classes = tuple(str(c) for c in classifier.classes_)
+        # A multi-label model's classes are its label sets by bitmask (SetNames), never listed.
+        classes = classifier.classes_ if info.multi_label else tuple(str(c) for c in classifier.classes_)
     picks = get_strategy(info.strategy).query(
         proba=None,
         scores=scores,
@@ -147,7 +157,8 @@ def retrain(
     ]
     label_counts = {name: 0 for name in info.label_names}
     for label in y:
-        label_counts[label] = label_counts.get(label, 0) + 1
+        for name in multilabel.split(label) if info.multi_label else (label,):
+            label_counts[name] = label_counts.get(name, 0) + 1
     run = None
     with writing(engine) as conn:
         # First the project's lock (PostgreSQL): two processes' swaps at once would each delete only the
@@ -189,13 +200,17 @@ def retrain(
     # its queue stand without them (the learning curve skips the point).
     try:
         X = pool.vectors[labeled_rows]
-        metrics = cross_validated_metrics(X, y, estimator_factory=learner)
+        if info.multi_label:  # micro/macro-F1 and subset accuracy out of fold; C stays the learner's
+            metrics = multilabel_cv_metrics(X, y, estimator_factory=learner)
+        else:
+            metrics = cross_validated_metrics(X, y, estimator_factory=learner)
         metrics.update(label_name_metrics(classifier))
         # The regularisation the next retrain uses (the tail, so the queue never waits for it).
         metrics["c"] = classifier.C
-        metrics["next_c"] = choose_c(
-            X, y, estimator_factory=learner, current=classifier.C, current_metrics=metrics
-        )
+        if not info.multi_label:
+            metrics["next_c"] = choose_c(
+                X, y, estimator_factory=learner, current=classifier.C, current_metrics=metrics
+            )
         metrics.update(stability_metrics(engine, info, pool, labeled_rows, scores, classes, embedding_model))
         with writing(engine) as conn:
             conn.execute(update(ModelRun).where(ModelRun.id == run.id).values(metrics=metrics))
@@ -218,7 +233,7 @@ def replace_gold_queue(
     (``core.gold``). After the swap, so the new queue never waits for this second fit."""
     gold_ids = [  # a retired gold label is no question to ask
         row[0] for row in answers if row[3] == "review" and row[2] not in info.retired_labels
-    ] if info.gold_rate > 0 else []
+    ] if info.gold_rate > 0 and not info.multi_label else []  # multi-label: no gold questions yet
     rows = (
         held_out_queue_rows(
             project_id=info.id,

@@ -28,6 +28,8 @@ class ProjectInfo:
     gold_rate: float = 0.0
     # Labels retired from the set (core.labelset.retire): their answers stay in the history, marked.
     retired_labels: tuple[str, ...] = ()
+    # An answer is a set of labels, possibly empty (core.multilabel); kept in the settings JSON.
+    multi_label: bool = False
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -207,6 +209,7 @@ class ProjectStatus:
     # Complete records whose answers are split evenly: labeled by the aggregate, in review until gold.
     ties: int = 0
     rules: tuple[RuleInfo, ...] = ()  # keyword/regex rules with coverage and precision (core.rules)
+    multi_label: bool = False  # label_counts then count the records carrying each label
 
     @property
     def progress(self) -> float:

@@ -45,6 +45,7 @@ BOT_ALLOWED_CORE: dict[str, str] = {
     "core.schedules": "pure: parsing and describing schedule times",
     "core.charts": "pure: the learning-curve PNG from ModelRunInfo rows",
     "core.io": "pure: reading CSV/JSONL import files into rows for the facade",
+    "core.multilabel": "pure: a multi-label answer's set as its canonical text (join, split)",
     "core.embeddings": "the Embedder protocol and its implementations, passed into the facade",
     "core.trainer": "the training worker process that serve plugs into the facade",
     "core.embedding_job": "the embedding worker process that serve starts beside the facade",

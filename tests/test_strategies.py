@@ -229,7 +229,10 @@ def test_strategy_validates_shapes(pool):
 
 
 def test_registry_and_unknown_name():
-    expected = {"random", "least-confidence", "margin", "entropy", "margin-kmeans", "cold-start"}
+    expected = {
+        "random", "least-confidence", "margin", "entropy", "margin-kmeans", "max-uncertainty-kmeans",
+        "cold-start",
+    }
     assert set(STRATEGIES) == expected
     for name in STRATEGIES:
         assert get_strategy(name).name == name
