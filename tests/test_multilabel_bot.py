@@ -13,8 +13,8 @@ import pytest
 from slack_bolt import BoltContext
 
 from bot import blocks, ids
+from bot.listeners import actions, views
 from bot.listeners import multilabel as listener
-from bot.listeners import views
 from bot.standin.signing import action_from_blocks
 from core.embeddings import HashingEmbedder
 from core.io import ImportRow
@@ -122,6 +122,27 @@ def test_submit_stores_the_ticked_set_before_the_ack_then_answers_the_card(
     client.chat_postMessage.assert_called_once()  # the next card
     following = client.chat_postMessage.call_args.kwargs
     assert blocks.message_problems(following) == [] and "Submit" in texts_of(following)
+
+
+def test_undo_after_submit_brings_the_checkboxes_back(
+    svc: LabelingService, context: BoltContext, client: Mock
+) -> None:
+    record_id, card = card_of(svc)
+    press(context, client, card, ids.ACTION_MULTI_SUBMIT, ["praise"])
+    answered = card_update(client)
+    client.chat_update.reset_mock()
+    undo = next(e for b in answered["blocks"] if b["type"] == "actions" for e in b["elements"])
+    ack = fake_ack()
+    actions.on_undo(ack=ack, body=click_body(), action=action_from_blocks(answered, undo["action_id"],
+                    value=undo["value"]), client=client, context=context)
+    ack.assert_called_once_with()
+    assert stored(svc) == set()
+    restored = card_update(client)
+    assert "Submit" in texts_of(restored) and "None of these" in texts_of(restored)
+    [picker] = [e for b in restored["blocks"] if b["type"] == "actions" for e in b["elements"]
+                if e["action_id"] == ids.ACTION_MULTI_LABELS]
+    assert [o["text"]["text"] for o in picker["options"]] == LABELS and "initial_options" not in picker
+    assert ids.parse_record_value(undo["value"]).record_id == record_id
 
 
 def test_none_of_these_stores_the_empty_set_whatever_is_ticked(
