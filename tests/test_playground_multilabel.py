@@ -14,6 +14,7 @@ from core.io import ImportRow
 from core.service import LabelingService
 from tests.test_playground import (  # noqa: F401
     ALICE,
+    ARTIFACTS,
     answers,
     browser,
     cards,
@@ -56,6 +57,8 @@ def test_tick_two_labels_submit_then_none_of_these(
     card.get_by_role("checkbox", name="billing").check()
     card.get_by_role("checkbox", name="praise").check()
     card.get_by_role("checkbox", name="praise").uncheck()  # each tick goes to the bot, as in Slack
+    ARTIFACTS.mkdir(exist_ok=True)
+    card.screenshot(path=str(ARTIFACTS / "playground-multilabel-card.png"))
     card.get_by_role("button", name="Submit").click()
 
     answered = page.locator(f'.msg[data-ts="{ts}"]')
