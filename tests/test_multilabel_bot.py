@@ -47,7 +47,7 @@ TEXTS = [
 
 def make_service(tmp_path: Path) -> LabelingService:
     service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))
-    service.create_project("tickets", LABELS, multi_label=True, strategy="random")
+    service.create_project("tickets", LABELS, multi_label=True)
     service.import_rows("tickets", [ImportRow(line=i + 2, external_id=str(i), text=t)
                                     for i, t in enumerate(TEXTS)])
     return service
@@ -263,7 +263,7 @@ def test_bulk_label_of_a_multi_label_project_applies_the_ticked_set(
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[SlackHarness]:
     harness = start_harness(tmp_path, project="")
-    harness.service.create_project("tickets", LABELS, multi_label=True, strategy="random")
+    harness.service.create_project("tickets", LABELS, multi_label=True)
     harness.service.import_rows("tickets", [ImportRow(line=i + 2, external_id=str(i), text=t)
                                             for i, t in enumerate(TEXTS)])
     yield harness

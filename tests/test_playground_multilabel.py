@@ -36,7 +36,7 @@ TEXTS = ["I was charged twice, fix it today", "The app crashes when I open setti
 
 @pytest.fixture
 def tickets(service: LabelingService) -> Iterator[Playground]:  # noqa: F811
-    service.create_project(PROJECT, LABELS, multi_label=True, strategy="random")
+    service.create_project(PROJECT, LABELS, multi_label=True)
     service.import_rows(PROJECT, [ImportRow(i + 2, f"t{i}", t) for i, t in enumerate(TEXTS)])
     with Playground(service, port=0, project=PROJECT) as playground:
         yield playground
