@@ -1059,7 +1059,9 @@ def labels_retire(ctx: typer.Context, name: str) -> None:
 def simulate(
     file: Annotated[Path, typer.Argument(help="Labeled training data (CSV, TSV or JSONL).")],
     text_column: Annotated[str, typer.Option(help="Column with the text.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Column with the gold label.")] = "label",
+    label_column: Annotated[
+        str, typer.Option(help='Column with the gold label; multi-label: the set joined by "|".')
+    ] = "label",
     test_file: Annotated[Path | None, typer.Option(help="Test data (default: a held-out 20% split).")] = None,
     strategy: Annotated[str, typer.Option(help="Query strategy to compare with random.")] = "margin-kmeans",
     budget: Annotated[int, typer.Option(help="Labels to spend.")] = 1000,
@@ -1069,8 +1071,17 @@ def simulate(
     rules: Annotated[
         Path | None, typer.Option("--rules", help="Keyword/regex rules, one '<pattern> -> LABEL' a line.")
     ] = None,
+    multi_label: Annotated[
+        bool | None,
+        typer.Option(
+            "--multi-label/--single-label",
+            help='Labels are sets joined by "|" (default: when any training label contains "|").',
+        ),
+    ] = None,
 ) -> None:
-    """Replay an oracle through the real labeling loop and report how many labels active learning saves."""
+    """Replay an oracle through the real labeling loop and report how many labels active learning saves.
+
+    Multi-label files (labels joined by "|") report micro-F1, macro-F1 and subset accuracy."""
     from core.simulate import format_table, plot, run_simulation, write_json
 
     result = run_simulation(
@@ -1084,6 +1095,7 @@ def simulate(
         settings=load_settings(),
         progress=lambda line: err_console.print(line, markup=False),
         rules_path=rules,
+        multi_label=multi_label,
     )
     print(format_table(result))
     if json_out is not None:

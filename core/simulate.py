@@ -14,6 +14,11 @@ Schedule: 10 seed labels picked by the strategy's cold start, then batches of 10
 up to 500 and of 100 up to the budget. A seed permutes the order in which the records are
 imported: the service seeds its own random choices by the number of labels, so the pool order is
 what makes seeds differ.
+
+Multi-label files (issue 13): labels joined by ``|`` (``core.multilabel.SEPARATOR``), detected when any
+label contains it (or ``multi_label=True``). The oracle answers sets in a multi-label project, the
+learner is the one-vs-rest classifier and the curves report micro-F1, macro-F1 and subset accuracy
+(``CurvePoint.accuracy`` is then the subset accuracy; "labels to reach" is on micro-F1).
 """
 
 from __future__ import annotations
@@ -32,11 +37,18 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from core import io
+from core import io, multilabel
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, label_text, make_embedder
 from core.errors import LabelbotError
-from core.learner import DEFAULT_C, EmbeddingClassifier, choose_c, cross_validated_metrics
+from core.learner import (
+    DEFAULT_C,
+    EmbeddingClassifier,
+    MultiLabelClassifier,
+    choose_c,
+    cross_validated_metrics,
+    multilabel_metrics,
+)
 from core.service import LabelingService
 from core.strategies import STRATEGIES
 
@@ -176,9 +188,12 @@ class CurvePoint:
     macro_f1: float
     accuracy_std: float = 0.0
     macro_f1_std: float = 0.0
+    micro_f1: float | None = None  # multi-label only (``accuracy`` is then the subset accuracy)
+    micro_f1_std: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"labels": self.labels, "accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        point = {"labels": self.labels, "accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        return point if self.micro_f1 is None else {**point, "micro_f1": self.micro_f1}
 
 
 @dataclass(frozen=True)
@@ -202,6 +217,11 @@ class SimulationResult:
     labels_to: dict[str, dict[str, int | None]]  # strategy → {"0.9": labels or None, ...}
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    full_pool_micro_f1: float | None = None  # multi-label only
+
+    @property
+    def multi_label(self) -> bool:
+        return self.full_pool_micro_f1 is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape plus ``std``, ``seeds`` (per-seed curves) and ``config``."""
@@ -212,6 +232,7 @@ class SimulationResult:
             # Over the run's evaluation points (10 to the budget): one figure per learning curve.
             "mean_accuracy": {s: statistics.fmean(p.accuracy for p in c) for s, c in self.runs.items()},
             "full_pool_macro_f1": self.full_pool_macro_f1,
+            **({"full_pool_micro_f1": self.full_pool_micro_f1} if self.multi_label else {}),
             "std": {
                 s: [{"labels": p.labels, "accuracy": p.accuracy_std, "macro_f1": p.macro_f1_std}
                     for p in curve]
@@ -229,6 +250,7 @@ class SimulationResult:
                 "n_train": self.n_train,
                 "n_test": self.n_test,
                 "n_labels": len(self.labels),
+                "multi_label": self.multi_label,
                 "seconds": round(self.seconds, 1),
                 "notes": list(self.notes),
             },
@@ -253,9 +275,17 @@ def _emit(progress: SimulationProgress | None, message: str) -> None:
         progress(message)
 
 
-def _scores(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, float]:
-    return (float(accuracy_score(y_true, y_pred)),
-            float(f1_score(y_true, y_pred, average="macro", zero_division=0)))
+def _scores(y_true: Sequence[str], y_pred: Sequence[str], set_labels: Sequence[str] | None = None
+            ) -> tuple[float, float, float | None]:
+    """Accuracy and macro-F1 (single-label); subset accuracy, macro-F1 and micro-F1 of ``|``-joined sets
+    over ``set_labels`` (multi-label)."""
+    if set_labels is None:
+        return (float(accuracy_score(y_true, y_pred)),
+                float(f1_score(y_true, y_pred, average="macro", zero_division=0)), None)
+    truth = np.asarray(multilabel.indicator(list(y_true), set_labels), dtype=bool)
+    guess = np.asarray(multilabel.indicator([str(p) for p in y_pred], set_labels), dtype=bool)
+    scores = multilabel_metrics(truth, guess)
+    return scores["subset_accuracy"], scores["macro_f1"], scores["micro_f1"]
 
 
 def run_simulation(
@@ -272,6 +302,7 @@ def run_simulation(
     progress: SimulationProgress | None = None,
     cache_dir: str | Path | None = None,
     rules_path: str | Path | None = None,
+    multi_label: bool | None = None,
 ) -> SimulationResult:
     """Replay an oracle through ``LabelingService`` for ``strategy`` and ``random``, ``seeds`` times each.
 
@@ -289,6 +320,7 @@ def run_simulation(
     cache_dir : keep embeddings across runs in this (git-ignored) folder.
     rules_path : keyword/regex rules, one ``<pattern> -> LABEL`` a line (``#`` comments), added to every
         simulated project after its import: weak labels for the learner and the cold start (core.rules).
+    multi_label : labels are ``|``-joined sets; None: when any training label contains ``|``.
     """
     started = time.perf_counter()
     if strategy not in STRATEGIES:
@@ -299,6 +331,8 @@ def run_simulation(
         raise LabelbotError(f"--budget must be at least {SEED_LABELS} labels (got {budget}).")
 
     texts, gold, skipped = _read_labeled(train_path, text_column, label_column, "training")
+    if multi_label is None:
+        multi_label = any(multilabel.SEPARATOR in label for label in gold)
     notes: list[str] = []
     if skipped:
         notes.append(f"{skipped} unlabeled training rows left out")
@@ -306,7 +340,7 @@ def run_simulation(
         test_texts, test_gold, test_skipped = _read_labeled(test_path, text_column, label_column, "test")
         if test_skipped:
             notes.append(f"{test_skipped} unlabeled test rows left out")
-        unknown = sorted(set(test_gold) - set(gold))
+        unknown = sorted(_names(test_gold, multi_label) - _names(gold, multi_label))
         if unknown:
             shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             raise LabelbotError(
@@ -320,13 +354,22 @@ def run_simulation(
                 f"{train_path}: {len(texts)} labeled rows are too few to hold out a test set; "
                 "pass a test file."
             )
-        train_rows, test_rows = stratified_split(gold, seed=0)
+        # A multi-label file is stratified by each row's first label: sets are too many to stratify by.
+        strata = [(multilabel.split(g) or ("",))[0] for g in gold] if multi_label else gold
+        train_rows, test_rows = stratified_split(strata, seed=0)
         test_texts = [texts[i] for i in test_rows]
         test_gold = [gold[i] for i in test_rows]
         texts = [texts[i] for i in train_rows]
         gold = [gold[i] for i in train_rows]
         test_source = f"stratified held-out {HELD_OUT_SHARE:.0%} of {Path(train_path).name} (seed 0)"
-    labels = tuple(sorted(set(gold) | set(test_gold)))
+    labels = tuple(sorted(_names(gold, multi_label) | _names(test_gold, multi_label)))
+    set_labels = labels if multi_label else None
+    if multi_label:  # each set as the project stores it: its labels in the project's (sorted) order
+        gold = ["|".join(n for n in labels if n in multilabel.split(g)) for g in gold]
+        test_gold = ["|".join(n for n in labels if n in multilabel.split(g)) for g in test_gold]
+        if len(labels) > multilabel.MAX_MULTI_LABELS:
+            raise LabelbotError(f"{train_path}: {len(labels)} labels; a multi-label project has at most "
+                                f"{multilabel.MAX_MULTI_LABELS}.")
     if len(labels) < 2:
         raise LabelbotError(f"{train_path}: the simulation needs at least two labels, found {list(labels)}.")
     if budget > len(texts):
@@ -358,11 +401,18 @@ def run_simulation(
         )
 
     all_labels = np.asarray(gold, dtype=object)
-    metrics = cross_validated_metrics(train_X, all_labels, estimator_factory=learner)
-    c = choose_c(train_X, all_labels, estimator_factory=learner, current=DEFAULT_C, current_metrics=metrics)
-    full = learner(c).fit(train_X, all_labels)
-    full_acc, full_f1 = _scores(test_gold, full.predict(test_X))
-    _emit(progress, f"Full-pool accuracy {full_acc:.3f} (macro-F1 {full_f1:.3f}) on {len(texts)} labels "
+    if multi_label:  # the service's multi-label learner: one-vs-rest, the prior, balanced, fixed C
+        full: Any = MultiLabelClassifier(labels=labels, random_state=0, label_vectors=label_vectors,
+                                         label_weight=base.label_name_weight).fit(train_X, all_labels)
+        c = full.C
+    else:
+        metrics = cross_validated_metrics(train_X, all_labels, estimator_factory=learner)
+        c = choose_c(train_X, all_labels, estimator_factory=learner, current=DEFAULT_C,
+                     current_metrics=metrics)
+        full = learner(c).fit(train_X, all_labels)
+    full_acc, full_f1, full_micro = _scores(test_gold, full.predict(test_X), set_labels)
+    shown = f"micro-F1 {full_micro:.3f}, subset accuracy" if full_micro is not None else "accuracy"
+    _emit(progress, f"Full-pool {shown} {full_acc:.3f} (macro-F1 {full_f1:.3f}) on {len(texts)} labels "
                     f"(C={c:g})")
 
     strategies = (strategy,) if strategy == BASELINE else (strategy, BASELINE)
@@ -380,7 +430,7 @@ def run_simulation(
                 order = np.random.default_rng(seed).permutation(len(texts))
                 for name in strategies:
                     project = f"simulate-{name}-seed{seed}"
-                    service.create_project(project, labels, strategy=name)
+                    service.create_project(project, labels, strategy=name, multi_label=multi_label)
                     # Gold labels stay here; the service only sees texts. External id = training row.
                     service.import_rows(project, [io.ImportRow(line=int(i) + 1, external_id=str(int(i)),
                                                                text=texts[i]) for i in order])
@@ -389,14 +439,22 @@ def run_simulation(
                     curve = _replay(service, project, gold, test_X, test_gold, steps,
                                     lambda p, name=name, seed=seed: _emit(
                                         progress, f"{name} seed {seed + 1}/{seeds}: {p.labels} labels, "
-                                        f"accuracy {p.accuracy:.3f}, macro-F1 {p.macro_f1:.3f}"))
+                                        + (f"micro-F1 {p.micro_f1:.3f}, subset accuracy "
+                                           if p.micro_f1 is not None else "accuracy ")
+                                        + f"{p.accuracy:.3f}, macro-F1 {p.macro_f1:.3f}"),
+                                    set_labels)
                     per_seed[name].append(curve)
         finally:
             service.close()
 
     runs = {name: _mean_curve(curves) for name, curves in per_seed.items()}
+    headline = full_micro if full_micro is not None else full_acc  # multi-label: micro-F1
+
+    def figure(p: CurvePoint) -> float:
+        return p.micro_f1 if p.micro_f1 is not None else p.accuracy
+
     labels_to = {
-        name: {str(t): labels_to_reach([p.labels for p in curve], [p.accuracy for p in curve], t * full_acc)
+        name: {str(t): labels_to_reach([p.labels for p in curve], [figure(p) for p in curve], t * headline)
                for t in THRESHOLDS}
         for name, curve in runs.items()
     }
@@ -418,7 +476,13 @@ def run_simulation(
         labels_to=labels_to,
         seconds=time.perf_counter() - started,
         notes=tuple(notes),
+        full_pool_micro_f1=full_micro,
     )
+
+
+def _names(gold: Sequence[str], multi_label: bool) -> set[str]:
+    """The label names a file's labels use: each ``|``-joined set's names when multi-label."""
+    return {n for g in gold for n in multilabel.split(g)} if multi_label else set(gold)
 
 
 def read_rules(path: str | Path) -> list[str]:
@@ -439,8 +503,10 @@ def _replay(
     test_gold: Sequence[str],
     steps: Sequence[int],
     on_point: Callable[[CurvePoint], None],
+    set_labels: Sequence[str] | None = None,
 ) -> list[CurvePoint]:
-    """Answer the service's picks with gold labels, scoring its model at every step of ``steps``."""
+    """Answer the service's picks with gold labels, scoring its model at every step of ``steps``
+    (``set_labels``: a multi-label project's labels; its gold labels are ``|``-joined sets)."""
     answered: list[str] = []
     curve: list[CurvePoint] = []
 
@@ -451,7 +517,8 @@ def _replay(
         else:
             # One label seen so far: the service trains nothing; the only sensible guess is that label.
             predicted = np.full(len(test_gold), max(set(answered), key=answered.count), dtype=object)
-        point = CurvePoint(len(answered), *_scores(test_gold, predicted))
+        accuracy, macro_f1, micro_f1 = _scores(test_gold, predicted, set_labels)
+        point = CurvePoint(len(answered), accuracy, macro_f1, micro_f1=micro_f1)
         curve.append(point)
         on_point(point)
 
@@ -463,7 +530,8 @@ def _replay(
         picked = service.next_records(project, ORACLE, target - len(answered))
         for record in picked:
             label = gold[int(record.external_id)]
-            service.record_answer(project, record.record_id, ORACLE, label, source="cli")
+            answer = multilabel.split(label) if set_labels is not None else label
+            service.record_answer(project, record.record_id, ORACLE, answer, source="cli")
             answered.append(label)
         if not picked:  # the pool ran dry
             return curve
@@ -482,8 +550,11 @@ def _mean_curve(curves: Sequence[Sequence[CurvePoint]]) -> list[CurvePoint]:
     for n in sorted(by_labels):
         acc = [p.accuracy for p in by_labels[n]]
         f1 = [p.macro_f1 for p in by_labels[n]]
+        micro = [p.micro_f1 for p in by_labels[n] if p.micro_f1 is not None]
         out.append(CurvePoint(n, statistics.fmean(acc), statistics.fmean(f1),
-                              statistics.pstdev(acc), statistics.pstdev(f1)))
+                              statistics.pstdev(acc), statistics.pstdev(f1),
+                              statistics.fmean(micro) if micro else None,
+                              statistics.pstdev(micro) if micro else 0.0))
     return out
 
 
@@ -493,9 +564,11 @@ def _mean_curve(curves: Sequence[Sequence[CurvePoint]]) -> list[CurvePoint]:
 def format_table(result: SimulationResult) -> str:
     """A plain-text (Markdown-compatible) table: accuracy and macro-F1, mean ± std, per step."""
     names = result.strategies
+    multi = result.multi_label  # micro-F1, macro-F1, subset accuracy
     head = ["labels"]
     for name in names:
-        head += [f"{name} accuracy", f"{name} macro-F1"]
+        head += ([f"{name} micro-F1", f"{name} macro-F1", f"{name} subset acc."] if multi
+                 else [f"{name} accuracy", f"{name} macro-F1"])
     points = {name: {p.labels: p for p in curve} for name, curve in result.runs.items()}
     rows = []
     for n in sorted({p.labels for curve in result.runs.values() for p in curve}):
@@ -503,11 +576,18 @@ def format_table(result: SimulationResult) -> str:
         for name in names:
             p = points[name].get(n)
             if p is None:
-                row += ["", ""]
-            else:
-                row += [f"{p.accuracy:.3f} ± {p.accuracy_std:.3f}",
-                        f"{p.macro_f1:.3f} ± {p.macro_f1_std:.3f}"]
+                row += ["", "", ""] if multi else ["", ""]
+                continue
+            cells = [f"{p.accuracy:.3f} ± {p.accuracy_std:.3f}", f"{p.macro_f1:.3f} ± {p.macro_f1_std:.3f}"]
+            row += [f"{p.micro_f1:.3f} ± {p.micro_f1_std:.3f}", cells[1], cells[0]] if multi else cells
         rows.append(row)
+    headline = result.full_pool_micro_f1 if multi else result.full_pool_accuracy
+    assert headline is not None
+    full = (
+        f"Full-pool micro-F1 {headline:.3f} (macro-F1 {result.full_pool_macro_f1:.3f}, subset accuracy "
+        f"{result.full_pool_accuracy:.3f})" if multi
+        else f"Full-pool accuracy {headline:.3f} (macro-F1 {result.full_pool_macro_f1:.3f})"
+    )
     lines = [
         f"Label efficiency: {Path(result.train_path).name} ({result.n_train} training rows, "
         f"{len(result.labels)} labels), test: {result.test_source} ({result.n_test} rows)",
@@ -516,12 +596,11 @@ def format_table(result: SimulationResult) -> str:
         "",
         *_markdown(head, rows),
         "",
-        f"Full-pool accuracy {result.full_pool_accuracy:.3f} (macro-F1 {result.full_pool_macro_f1:.3f}), "
-        f"classifier trained on all {result.n_train} training labels.",
+        f"{full}, classifier trained on all {result.n_train} training labels.",
         "",
         *_markdown(
             ["labels to reach",
-             *(f"{t:.0%} of full pool ({t * result.full_pool_accuracy:.3f})" for t in THRESHOLDS)],
+             *(f"{t:.0%} of full pool ({t * headline:.3f})" for t in THRESHOLDS)],
             [[name, *(_cell(result.labels_to[name][str(t)], result.budget) for t in THRESHOLDS)]
              for name in names],
         ),
