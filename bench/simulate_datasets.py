@@ -46,6 +46,13 @@ DATASETS = {
         "label_column": "label",
         "budget": 1000,
     },
+    "xed_en_multilabel": {  # 8 emotions, "|"-joined sets: run with --strategy max-uncertainty-kmeans
+        "train_path": DATA / "xed_en_multilabel" / "train.csv",
+        "test_path": DATA / "xed_en_multilabel" / "test.csv",
+        "text_column": "text",
+        "label_column": "labels",
+        "budget": 1000,
+    },
     "sms_spam": {
         "train_path": DATA / "sms_spam" / "SMSSpamCollection",
         "test_path": None,  # no official split: stratified held-out 20%
@@ -90,8 +97,16 @@ def main() -> None:
         )
         means = ", ".join(f"{s} {statistics.fmean(p.accuracy for p in curve):.4f}"
                           for s, curve in result.runs.items())
-        table = (format_table(result) + f"\n\nMean accuracy over the evaluation points: {means}\n\n"
-                 + CODE_VERSIONS)
+        mean_line = f"Mean accuracy over the evaluation points: {means}"
+        if result.multi_label:  # accuracy is the subset accuracy there; micro- and macro-F1 beside it
+            figures = ", ".join(
+                f"{s} {statistics.fmean(p.micro_f1 or 0.0 for p in c):.4f} / "
+                f"{statistics.fmean(p.macro_f1 for p in c):.4f} / "
+                f"{statistics.fmean(p.accuracy for p in c):.4f}"
+                for s, c in result.runs.items()
+            )
+            mean_line = f"Mean over the evaluation points (micro-F1 / macro-F1 / subset accuracy): {figures}"
+        table = format_table(result) + f"\n\n{mean_line}\n\n" + CODE_VERSIONS
         print("\n" + table + "\n", flush=True)
         stem = args.out / f"simulate_{name}" if args.strategy == "margin-kmeans" else \
             args.out / f"simulate_{name}_{args.strategy}"

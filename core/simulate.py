@@ -642,8 +642,9 @@ def plot(result: SimulationResult, path: str | Path) -> Path:
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    metrics = (("accuracy", "Accuracy", result.full_pool_accuracy),
-               ("macro_f1", "Macro-F1", result.full_pool_macro_f1))
+    first = (("micro_f1", "Micro-F1", result.full_pool_micro_f1) if result.multi_label
+             else ("accuracy", "Accuracy", result.full_pool_accuracy))
+    metrics = (first, ("macro_f1", "Macro-F1", result.full_pool_macro_f1))
     for ax, (key, title, full) in zip(axes, metrics, strict=True):
         for name in result.strategies:
             curve = result.runs[name]
