@@ -26,9 +26,10 @@ def run(*args: str) -> str:
     return result.output
 
 
-def fail(*args: str) -> str:
+def fail(*args: str, code: int = 1) -> str:
+    """The output of a command that fails with ``code`` (1: refused; 2: a usage error), no traceback."""
     result = runner.invoke(app, list(args))
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     return result.output
 

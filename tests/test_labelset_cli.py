@@ -6,30 +6,11 @@ import csv
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
-from tests.conftest import use_cli_environment, write_csv
+from tests.conftest import write_csv
 
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_cli_environment(tmp_path, monkeypatch)
-
-
-def run(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def fail(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
+# The CLI tests' environment (autouse), run and fail.
+from tests.test_cli import environment, fail, run  # noqa: F401
 
 
 def _project(tmp_path: Path) -> None:
@@ -96,17 +77,17 @@ def test_labels_add_rename_merge_retire(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (("rename", "billing", "refund"), "already has a label 'refund'"),
-        (("merge", "billing", "billing"), "Cannot merge 'billing' into itself"),
-        (("retire", "nope"), "'nope' is not a label"),
-        (("rename", "billing"), "Missing argument"),
+        (("rename", "billing", "refund"), "already has a label 'refund'", 1),
+        (("merge", "billing", "billing"), "Cannot merge 'billing' into itself", 1),
+        (("retire", "nope"), "'nope' is not a label", 1),
+        (("rename", "billing"), "Missing argument", 2),
     ],
 )
-def test_bad_label_edits_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_bad_label_edits_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str, code: int) -> None:
     _project(tmp_path)
-    out = fail("labels", "p", *args)
+    out = fail("labels", "p", *args, code=code)
     assert message in out
     assert run("labels", "p").split() == ["billing", "refund", "other"]
 

@@ -6,31 +6,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
+from tests.conftest import write_csv
 
-from bot.cli import app
-from tests.conftest import use_cli_environment, write_csv
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_cli_environment(tmp_path, monkeypatch)
-
-
-def run(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def fail(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
+# The CLI tests' environment (autouse), run and fail.
+from tests.test_cli import environment, fail, run  # noqa: F401
 
 
 def _records(tmp_path: Path) -> Path:
