@@ -800,8 +800,12 @@ def _model_text(run: ModelRunInfo | None) -> str:
     scores = []
     if (acc := _pct(run.metrics.get("cv_accuracy"), 1)) is not None:
         scores.append(f"CV accuracy {acc}")
+    if (micro := _num(run.metrics.get("cv_micro_f1"), 3)) is not None:  # a multi-label project's run
+        scores.append(f"CV micro-F1 {micro}")
     if (f1 := _num(run.metrics.get("cv_macro_f1"), 3)) is not None:
         scores.append(f"macro-F1 {f1}")
+    if (subset := _pct(run.metrics.get("cv_subset_accuracy"), 1)) is not None:
+        scores.append(f"subset accuracy {subset}")
     quality = " · ".join(scores) if scores else "too few labels to cross-validate"
     return (f"*Latest model:* {quality}\nTrained {_when(run.created_at)} on {_plural(run.n_labels, 'label')} "
             f"({mrkdwn_text(run.strategy, 100)}, {_duration(run.duration_seconds) or 'n/a'})\n"
@@ -1239,8 +1243,18 @@ def prompt_message(
     return _message(f"{escape_mrkdwn(project.name)}: {line}", blocks)
 
 
+# (metric, name, shown as a percentage): a multi-label project's runs score sets, not single labels.
+_TREND_METRICS = (("cv_accuracy", "accuracy", True), ("cv_macro_f1", "macro-F1", False))
+_MULTI_LABEL_TREND_METRICS = (
+    ("cv_micro_f1", "micro-F1", False), ("cv_macro_f1", "macro-F1", False),
+    ("cv_subset_accuracy", "subset accuracy", True),
+)  # fmt: skip
+
+
 def _trend_text(runs: Sequence[ModelRunInfo], since: datetime | None) -> str:
-    scored = [r for r in runs if r.metrics.get("cv_accuracy") is not None]
+    multi = any(r.metrics.get("cv_micro_f1") is not None for r in runs)
+    metrics = _MULTI_LABEL_TREND_METRICS if multi else _TREND_METRICS
+    scored = [r for r in runs if r.metrics.get(metrics[0][0]) is not None]
     if not scored:
         return "*Model trend:* no cross-validated model yet."
     last = scored[-1]
@@ -1252,15 +1266,15 @@ def _trend_text(runs: Sequence[ModelRunInfo], since: datetime | None) -> str:
         recent = ([before[-1]] if before else []) + [r for r in scored if r not in before]
     first = recent[0] if recent else last
     parts = []
-    for key, name in (("cv_accuracy", "accuracy"), ("cv_macro_f1", "macro-F1")):
+    for key, name, percent in metrics:
         a, b = first.metrics.get(key), last.metrics.get(key)
         if a is None or b is None:
             continue
         # Accuracy as a percentage, macro-F1 as a score: as /label status shows them.
-        shown = (lambda v: _pct(v, 1)) if key == "cv_accuracy" else (lambda v: _num(v, 3))
+        shown = (lambda v: _pct(v, 1)) if percent else (lambda v: _num(v, 3))
         if first is last:
             parts.append(f"{name} {shown(b)}")
-        elif key == "cv_accuracy":
+        elif percent:
             parts.append(f"{name} {shown(a)} → {shown(b)} ({(b - a) * 100:+.1f} points)")
         else:
             parts.append(f"{name} {shown(a)} → {shown(b)} ({b - a:+.3f})")
@@ -1308,7 +1322,8 @@ def digest_message(
     blocks.append(_section(_trend_text(runs, since), "digest.trend"))
     if advice is not None:
         blocks.append(_section(advice_text(advice), "digest.advice"))
-    blocks.append(_context(["The learning curve (accuracy and macro-F1 against labels, and labels per "
+    scores = "micro-F1, macro-F1 and subset accuracy" if status.multi_label else "accuracy and macro-F1"
+    blocks.append(_context([f"The learning curve ({scores} against labels, and labels per "
                             "class) is attached as a chart."], "digest.note"))
     pct = _pct(status.progress, 1) or "0.0%"
     fallback = f"{escape_mrkdwn(header)}: {status.labeled:,}/{status.total:,} labeled ({pct})"

@@ -69,11 +69,12 @@ def upload_chart(
 
     Returns the channel it went to.
     """
+    scores = "micro-F1, macro-F1 and subset accuracy" if project.multi_label else "accuracy and macro-F1"
     kwargs = {
         "file": png,
         "filename": chart_filename(project, now),
         "title": f"{project.name}: learning curve",
-        "alt_txt": f"CV accuracy and macro-F1 against labels, and labels per class: {project.name}",
+        "alt_txt": f"CV {scores} against labels, and labels per class: {project.name}",
     }
     try:
         client.files_upload_v2(channel=channel, **kwargs)

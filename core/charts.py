@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from core.types import ModelRunInfo
 
-__all__ = ["SERIES", "learning_curve_figure", "learning_curve_png"]
+__all__ = ["MULTI_LABEL_SERIES", "SERIES", "learning_curve_figure", "learning_curve_png", "series_for"]
 
 #: metric key -> legend label, in drawing order
 SERIES = {
@@ -24,7 +24,17 @@ SERIES = {
     "cv_macro_f1": "macro-F1 (cross-validated)",
     "stability_kappa": "prediction stability (κ)",
 }
-_STYLES = {"cv_accuracy": ("-", "o"), "cv_macro_f1": ("-", "s"), "stability_kappa": (":", None)}
+#: a multi-label project's runs (core.learner.multilabel_cv_metrics): micro-F1 takes accuracy's place
+MULTI_LABEL_SERIES = {
+    "cv_micro_f1": "micro-F1 (cross-validated)",
+    "cv_macro_f1": "macro-F1 (cross-validated)",
+    "cv_subset_accuracy": "subset accuracy (cross-validated)",
+    "stability_kappa": "prediction stability (κ)",
+}
+_STYLES = {
+    "cv_accuracy": ("-", "o"), "cv_micro_f1": ("-", "o"), "cv_macro_f1": ("-", "s"),
+    "cv_subset_accuracy": ("--", "^"), "stability_kappa": (":", None),
+}  # fmt: skip
 MAX_BARS = 25
 
 
@@ -38,6 +48,12 @@ def _points(runs: Sequence[ModelRunInfo], key: str) -> tuple[list[int], list[flo
     return xs, ys
 
 
+def series_for(runs: Sequence[ModelRunInfo]) -> dict[str, str]:
+    """The series to draw: a multi-label project's runs carry micro-F1 and subset accuracy, not accuracy."""
+    multi = any("cv_micro_f1" in run.metrics for run in runs)
+    return MULTI_LABEL_SERIES if multi else SERIES
+
+
 def learning_curve_figure(
     runs: Sequence[ModelRunInfo],
     label_counts: Mapping[str, int],
@@ -46,6 +62,9 @@ def learning_curve_figure(
     max_bars: int = MAX_BARS,
 ) -> Figure:
     """Left: cross-validated accuracy and macro-F1 (and κ) against labels; right: labels per class.
+
+    For a multi-label project (runs with ``cv_micro_f1``) the left side shows micro-F1, macro-F1 and
+    subset accuracy instead (:data:`MULTI_LABEL_SERIES`).
 
     ``runs`` oldest first (``LabelingService.run_history``); ``label_counts`` the final labels per class.
     At most ``max_bars`` classes are drawn (the most frequent); the rest are summed in the axis title.
@@ -58,7 +77,7 @@ def learning_curve_figure(
     curve, bars = fig.subplots(1, 2, width_ratios=[3, 2])
 
     drawn = 0
-    for key, label in SERIES.items():
+    for key, label in series_for(runs).items():
         xs, ys = _points(runs, key)
         if not xs:
             continue
