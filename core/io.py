@@ -363,9 +363,12 @@ def _jsonl_rows(text: str, spec: _Spec) -> list[ImportRow]:
         else:
             external_id = str(len(rows) + 1)
         label = annotator = None
+        empty_set = False
         if spec.label_column is not None:
             value = obj.get(spec.label_column)
             if isinstance(value, list) and all(isinstance(v, str) for v in value):  # a multi-label set
+                # [] is "none of these" (kept as ""), where a missing or null label is unanswered.
+                empty_set = not any(v.strip() for v in value)
                 value = "|".join(value)
             label = (_scalar(value, "label", spec, number) or "").strip()
         if spec.annotator_column is not None:
@@ -375,7 +378,7 @@ def _jsonl_rows(text: str, spec: _Spec) -> list[ImportRow]:
                 line=number,
                 external_id=external_id,
                 text=text_value or "",
-                label=label or None,
+                label="" if empty_set else label or None,
                 annotator=annotator or None,
                 metadata={k: v for k, v in obj.items() if k not in used},
             )
@@ -398,7 +401,7 @@ def _validate(raw_rows: list[ImportRow], spec: _Spec) -> list[ImportRow]:
         if not row.text.strip():
             raise spec.error(f"empty text in column {spec.text_column!r}", row.line)
         label, annotator = row.label, row.annotator
-        if label is not None and valid_set is not None and label not in valid_set:
+        if label and valid_set is not None and label not in valid_set:  # "": a JSONL [] (no label)
             assert valid is not None
             raise spec.error(
                 f"unknown label {label!r}{_did_you_mean(label, valid)}; "

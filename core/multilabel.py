@@ -23,6 +23,9 @@ MAX_MULTI_LABELS = 24
 #: Joins the names of a set in the stored text, the CSV export and simulate's files.
 SEPARATOR = "|"
 
+#: An imported label cell saying "none of these" (the empty set); an empty cell is unanswered.
+NONE_TOKEN = "none"
+
 #: A new multi-label project's query strategy (docs/benchmarks.md, "Multi-label (issue 13)").
 DEFAULT_STRATEGY = "max-uncertainty-kmeans"
 
@@ -148,14 +151,23 @@ def aggregate(
     return result
 
 
+def is_none_token(info: ProjectInfo, text: str) -> bool:
+    """Whether an imported label cell says "none of these": :data:`NONE_TOKEN` in any case, unless the
+    project has a label of that name (then it is that label)."""
+    word = text.strip().casefold()
+    return word == NONE_TOKEN and all(name.casefold() != word for name in info.label_names)
+
+
 def canonical_rows(info: ProjectInfo, rows: Sequence[Any], path: str) -> list[Any]:
     """Import rows (``core.io.ImportRow``) with their ``|``-joined labels as canonical set texts; an
-    unknown name is one line naming the file and line."""
+    unknown name is one line naming the file and line. The cell ``none`` (and a JSONL ``[]``, which
+    ``core.io`` reads as "") is the empty set; an empty cell (None) stays unanswered."""
     out = []
     for row in rows:
         if row.label is not None:
             try:
-                row = dataclasses.replace(row, label=join(info, split(row.label)))
+                text = "" if is_none_token(info, row.label) else join(info, split(row.label))
+                row = dataclasses.replace(row, label=text)
             except UnknownLabel as exc:
                 raise UnknownLabel(f"{path}, line {row.line}: {exc}") from None
         out.append(row)

@@ -346,6 +346,8 @@ class LabelingService:
             rows = multilabel.canonical_rows(info, rows, path)
         else:
             labels = set(info.label_names)
+            # A JSONL [] (a multi-label project's "none of these") is no answer in a single-label one.
+            rows = [dataclasses.replace(row, label=None) if row.label == "" else row for row in rows]
             for row in rows:
                 if row.label is not None and row.label not in labels:
                     raise UnknownLabel(f"{path}, line {row.line}: unknown label {row.label!r}.")
