@@ -856,10 +856,13 @@ def status_message(
     blocks += [_section(text, f"status.labels.{i}") for i, text in enumerate(label_texts)]
 
     blocks.append(_section(_model_text(status.latest_run), "status.model"))
+    # A multi-label project's agreement is per label (each a yes/no question), averaged: say so.
+    per_label = " (mean over labels)" if status.multi_label else ""
     if (agreement := _agreement_text(status.agreement)) is not None:
-        blocks.append(_section(agreement, "status.agreement"))
+        blocks.append(_section(agreement + per_label, "status.agreement"))
     if (pairs := _pairs_text(status.pairs)) is not None:
-        blocks.append(_section(pairs, "status.pairs"))
+        blocks.append(_section(pairs.replace("*Cohen's κ by pair*", f"*Cohen's κ by pair*{per_label}", 1),
+                               "status.pairs"))
     if status.rules:
         rule_texts = _rules_sections(status.rules, 2)
         blocks += [_section(text, f"status.rules.{i}") for i, text in enumerate(rule_texts)]
@@ -1212,7 +1215,8 @@ def me_message(status: ProjectStatus, user_id: str) -> Message:
         lines = [_kappa_line(pair, user_id=user_id) for pair in pairs[:MAX_PAIRS_SHOWN]]
         if len(pairs) > len(lines):
             lines.append(f"… and {len(pairs) - len(lines):,} more")
-        blocks.append(_section("*Cohen's κ with other labelers*\n" + "\n".join(lines), "me.pairs"))
+        title = "*Cohen's κ with other labelers*" + (" (mean over labels)" if status.multi_label else "")
+        blocks.append(_section(title + "\n" + "\n".join(lines), "me.pairs"))
     fallback = f"You in {escape_mrkdwn(status.project)}: {_plural(stats.answers, 'answer')}, rank #{rank}"
     return _message(fallback, blocks)
 

@@ -558,10 +558,12 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
             highlight=False,
             markup=False,
         )
+    per_label = " (mean over labels)" if status.multi_label else ""  # each label a yes/no question
     if "krippendorff_alpha" in status.agreement:
-        console.print(f"Agreement: Krippendorff's alpha {status.agreement['krippendorff_alpha']:.3f}")
+        alpha = status.agreement["krippendorff_alpha"]
+        console.print(f"Agreement: Krippendorff's alpha {alpha:.3f}{per_label}")
     if status.pairs:
-        kappas = Table("annotator", "annotator", "Cohen's kappa", "shared records")
+        kappas = Table("annotator", "annotator", f"Cohen's kappa{per_label}", "shared records")
         for pair in status.pairs if all_annotators else status.pairs[:10]:
             kappas.add_row(pair.first, pair.second, f"{pair.kappa:.3f}", str(pair.overlap))
         console.print(kappas)

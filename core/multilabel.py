@@ -9,10 +9,12 @@ sets compare equal as text, so repeated clicks, agreement and undo work on the c
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from core import aggregate as agg
+from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
 from core.errors import LabelbotError, UnknownLabel
 from core.review import needs_extra_answer as _needs_extra_answer
 from core.types import ProjectInfo
@@ -114,6 +116,32 @@ def needs_extra_answer(info: ProjectInfo, texts: Sequence[str]) -> bool:
         _needs_extra_answer([yes_no(t, label) for t in texts], info.answers_per_record)
         for label in info.label_names
     )
+
+
+def agreement_per_label(
+    info: ProjectInfo, triples: Sequence[tuple[Hashable, Hashable, str]], min_overlap: int
+) -> tuple[float | None, dict[tuple[Hashable, Hashable], tuple[float, int]]]:
+    """Krippendorff's alpha and Cohen's kappa per annotator pair over set answers ``(record, annotator,
+    text)``: each label a yes/no question (as :func:`aggregate` treats it), then the mean over labels.
+
+    Alpha is the mean over the labels that have one (None when none has); a pair's kappa is the mean of
+    its finite per-label kappas (nan when every label was answered one way throughout by both).
+    """
+    alphas: list[float] = []
+    kappas: dict[tuple[Hashable, Hashable], list[float]] = {}
+    overlaps: dict[tuple[Hashable, Hashable], int] = {}
+    for label in info.label_names:
+        yes_no_triples = [(rid, who, yes_no(text, label)) for rid, who, text in triples]
+        alpha = krippendorff_alpha_nominal(yes_no_triples)
+        if alpha is not None and math.isfinite(alpha):
+            alphas.append(float(alpha))
+        for pair, (kappa, overlap) in cohen_kappa_pairs(yes_no_triples, min_overlap=min_overlap).items():
+            kappas.setdefault(pair, [])
+            if math.isfinite(kappa):
+                kappas[pair].append(kappa)
+            overlaps[pair] = overlap  # the records both answered: the same for every label
+    pairs = {pair: (sum(v) / len(v) if v else float("nan"), overlaps[pair]) for pair, v in kappas.items()}
+    return (sum(alphas) / len(alphas) if alphas else None), pairs
 
 
 def aggregate(

@@ -92,7 +92,10 @@ def status(
     annotators.sort(key=lambda a: (-a.answers, a.user))
     finished = [t for t in triples if t[0] in complete]
     overall: dict[str, float] = {}
-    alpha = krippendorff_alpha_nominal(finished) if finished else None
+    if info.multi_label:  # each label a yes/no question, then the mean over labels
+        alpha, per_pair = multilabel.agreement_per_label(info, finished, min_kappa_overlap)
+    else:
+        alpha = krippendorff_alpha_nominal(finished) if finished else None
     if alpha is not None:
         overall["krippendorff_alpha"] = float(alpha)
     # Gold records are never ties: these are the ones still waiting in the review queue.
@@ -107,7 +110,7 @@ def status(
         latest_run=latest_run,
         remaining=remaining,
         agreement=overall,
-        pairs=pair_agreement(finished, min_kappa_overlap),
+        pairs=_ordered_pairs(per_pair) if info.multi_label else pair_agreement(finished, min_kappa_overlap),
         ties=ties,
         multi_label=info.multi_label,
     )
@@ -117,7 +120,10 @@ def pair_agreement(triples: Sequence[tuple[int, str, str]], min_overlap: int) ->
     """Cohen's kappa per annotator pair with enough overlap, the largest overlaps first."""
     if not triples:
         return ()
-    pairs = cohen_kappa_pairs(triples, min_overlap=min_overlap)
+    return _ordered_pairs(cohen_kappa_pairs(triples, min_overlap=min_overlap))
+
+
+def _ordered_pairs(pairs: dict[tuple[Any, Any], tuple[float, int]]) -> tuple[PairAgreement, ...]:
     ordered = sorted(pairs.items(), key=lambda kv: (-kv[1][1], str(kv[0][0]), str(kv[0][1])))
     return tuple(PairAgreement(str(a), str(b), float(kappa), n) for (a, b), (kappa, n) in ordered)
 

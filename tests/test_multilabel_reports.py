@@ -3,12 +3,15 @@ subset accuracy where single-label projects show accuracy."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from bot import blocks
 from bot.digests import build_digest
+from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
 from core.charts import MULTI_LABEL_SERIES, SERIES, learning_curve_figure
 from core.io import ImportRow
 from core.service import LabelingService
@@ -93,3 +96,40 @@ def test_build_digest_reports_the_trained_multi_label_model(service: LabelingSer
     curve = learning_curve_figure(service.run_history("p"), service.status("p").label_counts).axes[0]
     micro = {line.get_label(): line for line in curve.get_lines()}[MULTI_LABEL_SERIES["cv_micro_f1"]]
     assert np.allclose(micro.get_ydata(), [run.metrics["cv_micro_f1"]])
+
+
+def test_agreement_is_per_label_and_averaged_over_labels(service: LabelingService) -> None:
+    service.create_project("p", LABELS, answers_per_record=2, multi_label=True)
+    service.import_rows("p", [ImportRow(i + 2, f"r{i}", f"text {i}") for i in range(12)])
+    ids = [service.find_record("p", f"r{i}").record_id for i in range(12)]
+    # billing: both say the same throughout; urgent: they differ on 6 records; refund: never chosen.
+    sets = {
+        "A": [{"billing"} if i % 2 else set() for i in range(12)],
+        "B": [{"billing"} if i % 2 else set() for i in range(12)],
+    }
+    for i in range(12):
+        if i < 6:
+            sets["A"][i] = sets["A"][i] | {"urgent"}
+        if i < 3 or 6 <= i < 9:
+            sets["B"][i] = sets["B"][i] | {"urgent"}
+    for who, chosen in sets.items():
+        for rid, labels in zip(ids, chosen, strict=True):
+            service.record_answer("p", rid, who, labels)
+    status = service.status("p")
+    assert status.labeled == 12
+    urgent = [(i, who, "yes" if "urgent" in chosen[i] else "no") for who, chosen in sets.items()
+              for i in range(12)]
+    urgent_alpha = krippendorff_alpha_nominal(urgent)
+    assert urgent_alpha is not None and urgent_alpha < 0.5
+    # billing's alpha is 1, refund has none (one answer throughout): the mean of billing and urgent.
+    assert status.agreement["krippendorff_alpha"] == pytest.approx((1.0 + urgent_alpha) / 2)
+    whole_sets = [(i, who, "|".join(sorted(chosen[i]))) for who, chosen in sets.items() for i in range(12)]
+    assert status.agreement["krippendorff_alpha"] != pytest.approx(krippendorff_alpha_nominal(whole_sets))
+    [pair] = status.pairs
+    [(urgent_kappa, overlap)] = cohen_kappa_pairs(urgent, min_overlap=1).values()
+    assert overlap == 12 and pair.overlap == 12
+    assert pair.kappa == pytest.approx((1.0 + urgent_kappa) / 2)
+    shown = texts_of(blocks.status_message(status))
+    assert "(mean over labels)" in shown and "Cohen's κ by pair* (mean over labels)" in shown
+    single = texts_of(blocks.status_message(dataclasses.replace(status, multi_label=False)))
+    assert "mean over labels" not in single
