@@ -531,16 +531,20 @@ def multi_label_card(project: ProjectInfo, record: RecordView, *, nonce: str) ->
     return _message(fallback, blocks)
 
 
-def ticked_labels(state_values: Any) -> list[ids.LabelOption]:
+def ticked_labels(
+    state_values: Any, *, cards: Sequence[str] = (ids.CARD_LABEL,), action_id: str = ids.ACTION_MULTI_LABELS
+) -> list[ids.LabelOption]:
     """The options ticked on a multi-label card, from the ``state.values`` Slack sends with a click
-    (every stateful element of the message, keyed by block id). ``ValueError`` on a malformed payload."""
+    (every stateful element of the message, keyed by block id). ``ValueError`` on a malformed payload.
+    ``cards`` and ``action_id``: where the labels are (a review card's are ``review``/``gold`` blocks)."""
     if not isinstance(state_values, Mapping):
         raise ValueError("Malformed message state: expected a mapping.")
+    prefixes = tuple(f"{card}.{ids.PART_LABELS}." for card in cards)
     chosen: list[ids.LabelOption] = []
     for block_id, actions in state_values.items():
-        if not (isinstance(block_id, str) and block_id.startswith(f"{ids.CARD_LABEL}.{ids.PART_LABELS}.")):
+        if not (isinstance(block_id, str) and block_id.startswith(prefixes)):
             continue
-        selected = _state(actions, ids.ACTION_MULTI_LABELS).get("selected_options") or []
+        selected = _state(actions, action_id).get("selected_options") or []
         if not isinstance(selected, list):
             raise ValueError("Malformed message state: selected_options is not a list.")
         for option in selected:
@@ -1103,12 +1107,29 @@ MAX_REVIEW_ANSWERS = 10  # answers listed on a review card before "… and N mor
 MAX_PAIRS_SHOWN = 10  # annotator pairs listed in /label status
 
 
-def _answers_text(answers: Sequence[tuple[str, str]]) -> str:
+def _answers_text(answers: Sequence[tuple[str, str]], *, sets: bool = False) -> str:
     if not answers:
         return "No answers from labelers."
-    shown = [f"{mention(who)} *{mrkdwn_text(label, 100)}*" for who, label in answers[:MAX_REVIEW_ANSWERS]]
+    shown = [f"{mention(who)} *{mrkdwn_text(label_set_text(label) if sets else label, 100)}*"
+             for who, label in answers[:MAX_REVIEW_ANSWERS]]
     more = len(answers) - len(shown)
     return "Answers: " + " · ".join(shown) + (f" · … and {more:,} more" if more > 0 else "")
+
+
+def _review_set_controls(project: ProjectInfo, record_id: int, card: str, nonce: str,
+                         chosen: str | None = None) -> list[Block]:
+    """A multi-label project's review controls: the multi-label card's checkboxes (the gold set, when
+    decided, ticked), then "Submit gold" and "None of these"."""
+    record_value = ids.encode_record_value(project.id, project.name, record_id)
+    ticked = multilabel.split(chosen) if chosen else ()
+    labels_input = _label_set_input(project.labels, ids.ACTION_REVIEW_LABELS, "Choose the gold labels",
+                                    initial=ticked)
+    buttons = [_button("Submit gold", ids.ACTION_REVIEW_SUBMIT, record_value, style="primary"),
+               _button("None of these", ids.ACTION_REVIEW_NONE, record_value)]
+    return [{"type": "actions", "block_id": ids.card_block_id(card, ids.PART_LABELS, nonce),
+             "elements": [labels_input]},
+            {"type": "actions", "block_id": ids.card_block_id(card, ids.PART_CONTROLS, nonce),
+             "elements": buttons}]
 
 
 def _review_controls(project: ProjectInfo, record_id: int, card: str, nonce: str,
@@ -1137,12 +1158,19 @@ def review_card(project: ProjectInfo, item: ReviewItem, *, nonce: str) -> Messag
     record = RecordView(project=item.project, record_id=item.record_id, external_id=item.external_id,
                         text=item.text)
     blocks = _record_blocks(ids.CARD_REVIEW, f"Review: {project.name}", record, nonce)
+    multi = project.multi_label  # answers and guesses are sets: "a, b"; the gold set is ticked
     context = ["🔎 " + (mrkdwn_text(item.reason, REASON_LIMIT) or "Needs a decision."),
-               _answers_text(item.answers)]
+               _answers_text(item.answers, sets=multi)]
     if item.suggested_label is not None:
-        context.append(_guess_text(item.suggested_label, item.confidence))
+        suggested = label_set_text(item.suggested_label) if multi else item.suggested_label
+        context.append(_guess_text(suggested, item.confidence))
+    if multi:
+        context.append("Tick the gold labels, then Submit gold.")
     blocks.append(_context(context, ids.card_block_id(ids.CARD_REVIEW, ids.PART_CONTEXT, nonce)))
-    blocks.append(_review_controls(project, item.record_id, ids.CARD_REVIEW, nonce))
+    if multi:
+        blocks += _review_set_controls(project, item.record_id, ids.CARD_REVIEW, nonce)
+    else:
+        blocks.append(_review_controls(project, item.record_id, ids.CARD_REVIEW, nonce))
     fallback = f"Review {escape_mrkdwn(project.name)}: {_snippet(item.text, SNIPPET_LIMIT) or 'a record'}"
     return _message(fallback, blocks)
 
@@ -1153,9 +1181,16 @@ def reviewed_card(
     """A review card after the admin's decision: the gold label, still changeable with the same controls."""
     ids.check_nonce(nonce)
     blocks = _record_blocks(ids.CARD_REVIEWED, f"Review: {project.name}", record, nonce)
+    context_id = ids.card_block_id(ids.CARD_REVIEWED, ids.PART_CONTEXT, nonce)
+    if project.multi_label:  # ``label`` is the gold set's canonical text
+        shown = label_set_text(label)
+        blocks.append(_context([f"⭐ Gold labels *{mrkdwn_text(shown, 300)}* set by {mention(user_id)} · "
+                                "the record is complete; tick others and Submit gold to change them"],
+                               context_id))
+        blocks += _review_set_controls(project, record.record_id, ids.CARD_REVIEWED, nonce, chosen=label)
+        return _message(f"Gold labels {escape_mrkdwn(shown)}: {_snippet(record.text, SNIPPET_LIMIT)}", blocks)
     blocks.append(_context([f"⭐ Gold label *{mrkdwn_text(label, 300)}* set by {mention(user_id)} · "
-                            "the record is complete; pick another label to change it"],
-                           ids.card_block_id(ids.CARD_REVIEWED, ids.PART_CONTEXT, nonce)))
+                            "the record is complete; pick another label to change it"], context_id))
     blocks.append(_review_controls(project, record.record_id, ids.CARD_REVIEWED, nonce, chosen=label))
     return _message(f"Gold label {escape_mrkdwn(label)}: {_snippet(record.text, SNIPPET_LIMIT)}", blocks)
 

@@ -381,6 +381,11 @@ REVIEW_CHOICE_RE = re.compile(r"^review_choice(?::[0-9]{1,6})?\Z")
 ACTION_REVIEW_SELECT = "review_select"  # static_select on review cards with more than BUTTON_LIMIT labels
 CARD_REVIEW = "review"  # block id prefix of a review card ...
 CARD_REVIEWED = "gold"  # ... and of the same card once the admin decided
+#: A multi-label project's review card: the labels as the multi-label card's checkboxes (ticks only acked),
+#: "Submit gold" and "None of these" (encode_record_value values); the ticked set becomes the gold set.
+ACTION_REVIEW_LABELS = "review_labels"
+ACTION_REVIEW_SUBMIT = "review_submit"
+ACTION_REVIEW_NONE = "review_none"
 
 
 def review_choice_action_id(index: int) -> str:

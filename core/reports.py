@@ -184,20 +184,33 @@ def review_candidates(
         if source != "review":
             crowd[rid].append((who, label))
     found: dict[int, tuple[tuple[float, ...], str, str, str | None, float | None]] = {}
+    sep = "; " if info.multi_label else ", "  # a set reads "billing, urgent": ";" between answers
+
+    def shown(label: str | None) -> str:
+        if not info.multi_label:
+            return str(label)
+        return ", ".join(multilabel.split(label)) or "none of these"
+
     for rid in sorted(complete - gold):
         final = finals.get(rid)
         votes = [label for _, label in crowd.get(rid, [])]
         if final is None or len(votes) < 2:
             continue
-        split = ", ".join(f"{label} {n}" for label, n in Counter(votes).most_common())
+        split = sep.join(f"{shown(label)} {n}" for label, n in Counter(votes).most_common())
         if final.tie:
-            reason = f"The answers are split ({split})."
+            # A multi-label record is a tie when any label's yes/no is: name the labels split evenly.
+            even = [
+                name for name in info.label_names
+                if info.multi_label and 2 * sum(name in multilabel.split(v) for v in votes) == len(votes)
+            ]
+            reason = f"The answers are split{' on ' + ', '.join(even) if even else ''} ({split})."
             if final.label is not None:
-                reason += f" Annotator quality chose {final.label} until you decide."
+                reason += f" Annotator quality chose {shown(final.label)} until you decide."
             found[rid] = ((0, rid), "tie", reason, *(guess(rid) or (None, None)))
         elif final.agreement <= rv.LOW_AGREEMENT:
             reason = (
-                f"No majority: {final.label} got {final.agreement:.0%} of {len(votes)} answers ({split})."
+                f"No majority: {shown(final.label)} got {final.agreement:.0%} of {len(votes)} answers "
+                f"({split})."
             )
             found[rid] = (
                 (1, final.agreement, final.confidence, rid),
@@ -209,8 +222,8 @@ def review_candidates(
         if rid in found or rid in gold:
             continue
         reason = (
-            f"Likely mislabel: labeled {finals[rid].label}, but a model trained without this record "
-            f"says {suggested} ({proba:.0%})."
+            f"Likely mislabel: labeled {shown(finals[rid].label)}, but a model trained without this record "
+            f"says {shown(suggested)} ({proba:.0%})."
         )
         found[rid] = ((2, -proba, rid), "label_issue", reason, suggested, proba)
     for rid in sorted(complete - gold - set(found)):
@@ -218,7 +231,9 @@ def review_candidates(
         if final is None or final.label is None or g is None:
             continue
         if g[0] != final.label and g[1] >= rv.MODEL_CONFIDENCE:
-            reason = f"The model is {g[1]:.0%} sure this is {g[0]}; the answers say {final.label}."
+            reason = (
+                f"The model is {g[1]:.0%} sure this is {shown(g[0])}; the answers say {shown(final.label)}."
+            )
             found[rid] = ((3, -g[1], rid), "model_disagrees", reason, g[0], g[1])
     chosen = sorted(found.items(), key=lambda kv: kv[1][0])[:limit]
     return [
