@@ -1271,7 +1271,8 @@ def prompt_message(
 ) -> Message:
     """A scheduled channel prompt: "12 records are waiting; the model is at 81% — 5 minutes helps",
     with a "Label N now" button that DMs the clicker ``n`` cards."""
-    model = (f"the model is at {_pct(accuracy)}" if _pct(accuracy) is not None
+    score = " micro-F1" if project.multi_label else ""  # what run_prompt passes for a multi-label project
+    model = (f"the model is at {_pct(accuracy)}{score}" if _pct(accuracy) is not None
              else "the model is still learning")
     line = (f"{_plural(waiting, 'record')} {'is' if waiting == 1 else 'are'} waiting; {model} — "
             f"{_minutes_text(minutes)} helps")

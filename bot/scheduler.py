@@ -494,7 +494,8 @@ def run_prompt(*, job_id: str, project_id: int, project: str, target: str, n: in
         log.info("Prompt %s skipped: nothing left to label in %s", job_id, info.name)
         return False
     history = runtime.service.run_history(info.name)
-    accuracy = next((r.metrics["cv_accuracy"] for r in reversed(history) if "cv_accuracy" in r.metrics), None)
+    metric = "cv_micro_f1" if info.multi_label else "cv_accuracy"  # a multi-label run has no accuracy
+    accuracy = next((r.metrics[metric] for r in reversed(history) if metric in r.metrics), None)
     n = min(n, waiting)
     minutes = max(1, round(n * _seconds_per_card(runtime.service, info.name) / 60))
     message = blocks.prompt_message(info, waiting=waiting, accuracy=accuracy, n=n, minutes=minutes)

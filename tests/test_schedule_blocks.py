@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from bot import blocks, ids
@@ -98,3 +99,9 @@ def test_help_lists_the_new_subcommands() -> None:
     for name in ("/label subscribe", "/label unsubscribe", "/label schedule", "/label digest"):
         assert name in shown
     assert "/label schedule" not in texts_of(blocks.help_message(False))
+
+
+def test_a_multi_label_prompt_names_its_score() -> None:
+    multi = dataclasses.replace(project(), multi_label=True)
+    shown = texts_of(blocks.prompt_message(multi, waiting=12, accuracy=0.46, n=5, minutes=5))
+    assert "the model is at 46% micro-F1" in shown

@@ -28,6 +28,7 @@ from bot import ids
 from bot import scheduler as sched
 from bot.scheduler import LabelScheduler, SchedulerSettings
 from bot.standin.signing import action_from_blocks
+from core.io import ImportRow
 from core.schedules import parse_when
 from core.service import LabelingService
 from tests.conftest import database_url, make_settings
@@ -299,6 +300,27 @@ def test_prompt_shows_the_models_accuracy(tmp_path: Path) -> None:
         shown = texts_of(channel_posts(harness)[-1])
         assert f"20 records are waiting; the model is at {accuracy:.0%}" in shown
         assert "Label 5 now" in shown
+    finally:
+        scheduler.shutdown()
+        harness.close()
+
+
+def test_a_multi_label_prompt_shows_the_models_micro_f1(tmp_path: Path) -> None:
+    harness = start_harness(tmp_path, project="")
+    scheduler = LabelScheduler(harness.service, harness.app.client, settings=quiet_settings()).start()
+    try:
+        service = harness.service
+        info = service.create_project("multi", ["spam", "ham", "other"], multi_label=True)
+        rows = [ImportRow(i + 2, f"r{i}", f"{TEXTS[i % len(TEXTS)]} #{i}") for i in range(30)]
+        service.import_rows("multi", rows)
+        answers = [["spam"], ["ham"], ["spam", "other"]]
+        for i, record in enumerate(service.next_records("multi", BOB, 15)):
+            service.record_answer("multi", record.record_id, BOB, answers[i % 3])
+        micro = service.retrain("multi").metrics["cv_micro_f1"]
+        item = scheduler.add_prompt(info, CHANNEL, parse_when("daily 09:00"), n=5)
+        scheduler.run_now(item.id)
+        shown = texts_of(channel_posts(harness)[-1])
+        assert f"the model is at {micro:.0%} micro-F1" in shown
     finally:
         scheduler.shutdown()
         harness.close()
