@@ -24,7 +24,7 @@ SERIES = {
     "cv_macro_f1": "macro-F1 (cross-validated)",
     "stability_kappa": "prediction stability (κ)",
 }
-#: a multi-label project's runs (core.learner.multilabel_cv_metrics): micro-F1 takes accuracy's place
+#: a multi-label project's runs (multilabel_learner.multilabel_cv_metrics): micro-F1 takes accuracy's place
 MULTI_LABEL_SERIES = {
     "cv_micro_f1": "micro-F1 (cross-validated)",
     "cv_macro_f1": "macro-F1 (cross-validated)",

@@ -19,7 +19,7 @@ from core.errors import LabelbotError, UnknownLabel
 from core.review import needs_extra_answer as _needs_extra_answer
 from core.types import ProjectInfo
 
-#: A guess names its set by a bitmask of the labels (core.learner.SetNames), exact in float32 up to 2^24.
+#: A guess names its set by a bitmask of the labels (multilabel_learner.SetNames), exact in float32 to 2^24.
 MAX_MULTI_LABELS = 24
 
 #: Joins the names of a set in the stored text, the CSV export and simulate's files.

@@ -17,8 +17,9 @@ from sqlalchemy import Engine, select
 
 from core import index as vector_index
 from core.index import VectorIndex
-from core.learner import PoolScores, SetNames
+from core.learner import PoolScores
 from core.models import ModelRun
+from core.multilabel_learner import SetNames
 from core.projects import ProjectState
 from core.store import reading
 from core.vectors import VectorFiles, VectorSet

@@ -9,20 +9,22 @@ data version (records only change with an import, which bumps it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import regex
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core.errors import LabelbotError, UnknownLabel
 from core.models import Record, Rule
-from core.types import RuleInfo
+from core.store import reading
+from core.types import ProjectInfo, RecordView, RuleInfo
 
 KINDS = ("keywords", "regex")
 #: Seconds one pattern may spend on one record, and on all the records of one evaluation.
@@ -224,6 +226,48 @@ class RuleMatches:
             for key in [k for k in self._cache if k[0] == project_id and k[1] < data_version]:
                 del self._cache[key]
             self._cache[(project_id, data_version, kind, pattern)] = found
+
+    def evaluations(
+        self,
+        engine: Engine,
+        project_id: int,
+        found: Sequence[Rule],
+        data_version: Callable[[Connection], int],
+    ) -> dict[int, Evaluation]:
+        """Rule id → its matches over the project's records, run once per data version (``data_version``
+        reads the project's in a transaction); a read: it writes nothing."""
+        out: dict[int, Evaluation] = {}
+        with reading(engine) as conn:
+            version = data_version(conn)
+        texts: list[tuple[int, str]] | None = None
+        for rule in found:
+            evaluation = self.cached(project_id, version, rule.kind, rule.pattern)
+            if evaluation is None:
+                if texts is None:
+                    with reading(engine) as conn:  # the texts and their version from one snapshot
+                        version = data_version(conn)
+                        texts = record_texts(conn, project_id)
+                evaluation = evaluate(compiled(rule.kind, rule.pattern), texts)
+                self.store(project_id, version, rule.kind, rule.pattern, evaluation)
+            out[rule.id] = evaluation
+        return out
+
+
+def labels_by_record(found: Sequence[Rule], evaluations: Mapping[int, Evaluation]) -> dict[int, str]:
+    """Record → the labels of the rules matching it, in rule order, ``|``-joined."""
+    by_record: dict[int, list[str]] = {}
+    for rule in found:
+        for rid in evaluations[rule.id].matched:
+            if rule.label not in by_record.setdefault(rid, []):
+                by_record[rid].append(rule.label)
+    return {rid: "|".join(labels) for rid, labels in by_record.items()}
+
+
+def with_rules(info: ProjectInfo, found: Sequence[Rule], views: Sequence[RecordView]) -> list[RecordView]:
+    """Cards with the rules (``found``, read in the card's transaction) matching their records' texts."""
+    if not found:
+        return list(views)
+    return [dataclasses.replace(v, rules=matching(found, v.text, info.label_names)) for v in views]
 
 
 def statistics(

@@ -46,8 +46,9 @@ from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, make_embedder
 from core.errors import LabelbotError, RecordNotFound, StaleRecord, UnknownLabel
 from core.leadership import SCHEDULER_LEASE, Leadership, database_answers
-from core.learner import DEFAULT_C, EmbeddingClassifier, MultiLabelClassifier
+from core.learner import DEFAULT_C, EmbeddingClassifier
 from core.models import utcnow
+from core.multilabel_learner import MultiLabelClassifier
 from core.policy import RetrainPolicy
 from core.pools import PoolCache
 from core.projects import (
@@ -491,7 +492,7 @@ class LabelingService:
             records = ingest.records_for_export(conn, state.info.id)
             given = answers.load(conn, state.info.id)
         rows = reports.export_rows(state.info, records, given, self.pools.guess(state))
-        rule_labels = self._rule_labels(state.info.id)
+        rule_labels = self._rule_labels(state.info)
         for record, row in zip(records, rows, strict=True):
             row["rule_labels"] = rule_labels.get(record[0])
         columns = EXPORT_COLUMNS
@@ -525,7 +526,7 @@ class LabelingService:
         # After the commit (it may load the pool); a click shows the previous run's guesses while the
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
-        return _with_rules(state.info, found, [handout.with_guess(view, guess) for view in out.records])
+        return rules.with_rules(state.info, found, [handout.with_guess(view, guess) for view in out.records])
 
     def record_answer(
         self,
@@ -601,7 +602,7 @@ class LabelingService:
         # latest run's are being made.
         guess = self.pools.guess(state, fresh=False)
         cards = tuple(handout.with_guess(view, guess) for view in out.records) if out else ()
-        record, *cards = _with_rules(state.info, found, [handout.with_guess(record, guess), *cards])
+        record, *cards = rules.with_rules(state.info, found, [handout.with_guess(record, guess), *cards])
         return CardUpdate(state.info, record, tuple(cards))
 
     def get_record(self, project: ProjectKey, record_id: int) -> RecordView:
@@ -610,7 +611,7 @@ class LabelingService:
             state = self.projects.state(conn, project)
             view = handout.record_view(conn, state.info, record_id)
             found = rules.load(conn, state.info.id)
-        return _with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
+        return rules.with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def find_record(self, project: ProjectKey, external_id: str) -> RecordView:
         """Look a record up by the id it had in the imported file."""
@@ -619,7 +620,7 @@ class LabelingService:
             rid = handout.record_id_of(conn, state.info, external_id)
             view = handout.record_view(conn, state.info, rid)
             found = rules.load(conn, state.info.id)
-        return _with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
+        return rules.with_rules(state.info, found, [handout.with_guess(view, self.pools.guess(state))])[0]
 
     def bulk_label(
         self, project: ProjectKey, record_ids: Iterable[int], user: str, label: LabelChoice, *,
@@ -1055,21 +1056,9 @@ class LabelingService:
         return rules.matching(found, text, info.label_names)
 
     def _rule_evaluations(self, project_id: int, found: Sequence[Any]) -> dict[int, rules.Evaluation]:
-        out: dict[int, rules.Evaluation] = {}
-        with reading(self.engine) as conn:
-            version = self.projects.state(conn, project_id).data_version
-        texts: list[tuple[int, str]] | None = None
-        for rule in found:
-            evaluation = self._rule_cache.cached(project_id, version, rule.kind, rule.pattern)
-            if evaluation is None:
-                if texts is None:
-                    with reading(self.engine) as conn:  # the texts and their version from one snapshot
-                        version = self.projects.state(conn, project_id).data_version
-                        texts = rules.record_texts(conn, project_id)
-                evaluation = rules.evaluate(rules.compiled(rule.kind, rule.pattern), texts)
-                self._rule_cache.store(project_id, version, rule.kind, rule.pattern, evaluation)
-            out[rule.id] = evaluation
-        return out
+        return self._rule_cache.evaluations(
+            self.engine, project_id, found, lambda conn: self.projects.state(conn, project_id).data_version
+        )
 
     def _weak_labels(
         self, info: ProjectInfo, given: list[tuple], complete: set[int]
@@ -1087,17 +1076,11 @@ class LabelingService:
         stats = rules.statistics(info.name, found, evaluations, total=0, finals=finals)
         return rules.weak_labels(stats, evaluations, info.label_names)
 
-    def _rule_labels(self, project_id: int) -> dict[int, str]:
+    def _rule_labels(self, info: ProjectInfo) -> dict[int, str]:
         """Record → the labels of the rules matching it, ``|``-joined (the export's ``rule_labels``)."""
         with reading(self.engine) as conn:
-            info = self.projects.info(conn, project_id)
-            found = [rule for rule in rules.load(conn, project_id) if rule.label in info.label_names]
-        by_record: dict[int, list[str]] = {}
-        for rule in found:
-            for rid in self._rule_evaluations(project_id, [rule])[rule.id].matched:
-                if rule.label not in by_record.setdefault(rid, []):
-                    by_record[rid].append(rule.label)
-        return {rid: "|".join(labels) for rid, labels in by_record.items()}
+            found = [rule for rule in rules.load(conn, info.id) if rule.label in info.label_names]
+        return rules.labels_by_record(found, self._rule_evaluations(info.id, found))
 
     # ------------------------------------------------------------------ guidelines and the label set
 
@@ -1153,13 +1136,6 @@ def _finals(info: ProjectInfo, given: list[tuple], complete: set[int]) -> dict[i
         for rid, final in training.aggregate_answers(info, given).items()
         if rid in complete and final.label is not None
     }
-
-
-def _with_rules(info: ProjectInfo, found: Sequence[Any], views: Sequence[RecordView]) -> list[RecordView]:
-    """Cards with the rules (``found``, read in the card's transaction) matching their records' texts."""
-    if not found:
-        return list(views)
-    return [dataclasses.replace(v, rules=rules.matching(found, v.text, info.label_names)) for v in views]
 
 
 __all__ = ["SOURCES", "LabelChoice", "LabelingService", "ProjectKey", "ProjectState"]

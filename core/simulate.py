@@ -41,14 +41,8 @@ from core import io, multilabel
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, label_text, make_embedder
 from core.errors import LabelbotError
-from core.learner import (
-    DEFAULT_C,
-    EmbeddingClassifier,
-    MultiLabelClassifier,
-    choose_c,
-    cross_validated_metrics,
-    multilabel_metrics,
-)
+from core.learner import DEFAULT_C, EmbeddingClassifier, choose_c, cross_validated_metrics
+from core.multilabel_learner import MultiLabelClassifier, multilabel_metrics
 from core.service import LabelingService
 from core.strategies import STRATEGIES
 

@@ -22,14 +22,9 @@ from core import aggregate as agg
 from core import handout, multilabel, rules, stopping
 from core.answers import active
 from core.gold import held_out_queue_rows
-from core.learner import (
-    EmbeddingClassifier,
-    PoolScores,
-    choose_c,
-    cross_validated_metrics,
-    multilabel_cv_metrics,
-)
+from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
 from core.models import ModelRun, ModelRunReport, QueueItem, utcnow
+from core.multilabel_learner import multilabel_cv_metrics
 from core.pools import Guesses, Pool, PoolCache, guess_table
 from core.projects import ProjectCatalog, ProjectState
 from core.store import reading, writing

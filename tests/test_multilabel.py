@@ -13,7 +13,13 @@ import pytest
 from core import multilabel
 from core.errors import LabelbotError, StaleRecord, UnknownLabel
 from core.io import ImportRow
-from core.learner import MultiLabelClassifier, MultiLabelScores, SetNames, decide_sets, multilabel_cv_metrics
+from core.multilabel_learner import (
+    MultiLabelClassifier,
+    MultiLabelScores,
+    SetNames,
+    decide_sets,
+    multilabel_cv_metrics,
+)
 from core.service import LabelingService
 from core.strategies import get_strategy
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from core.embeddings import HashingEmbedder, label_text
-from core.learner import MultiLabelClassifier, multilabel_metrics
 from core.multilabel import indicator
+from core.multilabel_learner import MultiLabelClassifier, multilabel_metrics
 from core.simulate import format_table, run_simulation, write_json
 from tests.conftest import SHARED, make_settings, use_cli_environment, write_csv
 
