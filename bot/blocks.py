@@ -837,6 +837,8 @@ def _annotator_line(rank: int, stats: AnnotatorStats, *, detail: bool) -> str:
         # Right answers on gold records where the labeler has any: a known answer beats the crowd's.
         if stats.gold_answers:
             line += f" · gold {stats.gold_correct:,}/{stats.gold_answers:,}"
+            if (per_label := _pct(stats.gold_label_accuracy)) is not None:  # multi-label: sets right, labels
+                line += f" ({per_label} of labels)"
         elif (agree := _pct(stats.agreement)) is not None:
             line += f" · agreement {agree}"
         if (accuracy := _pct(stats.estimated_accuracy)) is not None:
@@ -1240,8 +1242,12 @@ def me_message(status: ProjectStatus, user_id: str) -> Message:
     if (agree := _pct(stats.agreement)) is not None:
         lines.append(f"Agreement with the final labels of complete records: {agree}")
     if stats.gold_answers:
-        lines.append(f"Gold questions (records with an admin's label): {stats.gold_correct:,} of "
-                     f"{stats.gold_answers:,} right")
+        if (per_label := _pct(stats.gold_label_accuracy)) is not None:  # multi-label: sets, then labels
+            lines.append(f"Gold questions (records with an admin's label set): {stats.gold_correct:,} of "
+                         f"{stats.gold_answers:,} sets exactly right; {per_label} of label decisions right")
+        else:
+            lines.append(f"Gold questions (records with an admin's label): {stats.gold_correct:,} of "
+                         f"{stats.gold_answers:,} right")
     if (accuracy := _pct(stats.estimated_accuracy)) is not None:
         lines.append(f"Estimated accuracy (crowd model): {accuracy}")
     blocks.append(_section("\n".join(lines), "me.figures"))

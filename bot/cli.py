@@ -575,7 +575,9 @@ def _print_status(status: ProjectStatus, *, all_annotators: bool) -> None:
             str(a.answers),
             "" if a.median_seconds is None else f"{a.median_seconds:.1f}",
             "" if a.agreement is None else f"{a.agreement:.0%}",
-            f"{a.gold_correct}/{a.gold_answers}" if a.gold_answers else "",
+            (f"{a.gold_correct}/{a.gold_answers}" + (f" ({a.gold_label_accuracy:.0%} of labels)"
+                                                     if a.gold_label_accuracy is not None else ""))
+            if a.gold_answers else "",
             "" if a.estimated_accuracy is None else f"{a.estimated_accuracy:.0%}",
         )
     if shown:

@@ -11,7 +11,13 @@ out). Deterministic; no state kept.
 The card: the latest model was trained on the gold labels, so its guess for a gold record is nearly
 always the gold label itself. The training worker fits a second model without the gold records and ranks them
 with the project's strategy as if they were unlabeled (:func:`held_out_queue_rows`); their guesses and
-reasons are stored with the queue (``QueueItem.gold``), and a gold card shows those.
+reasons are stored with the queue (``QueueItem.gold``), and a gold card shows those. In a multi-label
+project the second model is the project's multi-label learner and its guess a set (canonical text).
+
+The grade: in a multi-label project an answer to a gold question is right when its set equals the gold
+set; :func:`label_decisions` also counts it per label, each label the yes/no question the multi-label
+aggregation asks (``core.multilabel.yes_no``), so a set with one label wrong out of eight is told apart
+from one that is all wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from core import multilabel
 from core.learner import EmbeddingClassifier
+from core.multilabel_learner import SetNames
 from core.strategies import get_strategy
 
 #: Gold records whose held-out guesses one retrain stores (a random sample of them when there are more).
@@ -93,7 +101,10 @@ def held_out_queue_rows(
     if len(set(train_y.tolist())) >= 2:
         held_out = learner().fit(vectors[train_rows], train_y)
         scores = held_out.score_pool(X)
-        classes = tuple(str(c) for c in held_out.classes_)
+        # A multi-label model's classes are its label sets by bitmask (SetNames), never listed.
+        classes = held_out.classes_ if isinstance(held_out.classes_, SetNames) else tuple(
+            str(c) for c in held_out.classes_
+        )
     picks = get_strategy(strategy).query(
         proba=None,
         scores=scores,
@@ -117,3 +128,10 @@ def held_out_queue_rows(
         }
         for position, pick in enumerate(picks)
     ]
+
+
+def label_decisions(labels: Sequence[str], answer: str, gold_set: str) -> tuple[int, int]:
+    """How many of ``labels`` a multi-label answer decides as the gold set does (each label yes or no,
+    :func:`core.multilabel.yes_no`), and how many labels were decided."""
+    right = sum(multilabel.yes_no(answer, label) == multilabel.yes_no(gold_set, label) for label in labels)
+    return right, len(labels)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from core import aggregate as agg
+from core import gold as core_gold
 from core import multilabel
 from core import review as rv
 from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
@@ -59,16 +60,24 @@ def status(
     # record an admin then reviewed were part of the dispute, not a test.
     gold_since = {rid: created_at for rid, _, _, source, _, created_at in answers if source == "review"}
     estimated = {}
-    if info.answers_per_record >= 3 and triples and not info.multi_label:  # sets: per label, not here
+    if info.answers_per_record >= 3 and triples:
         # Answers on gold records (gold questions, reviewed records) count against the gold label.
-        estimated = agg.hierarchical_mace(triples, labels=info.label_names, gold=gold).annotator_accuracy
+        estimated = (
+            multilabel_accuracy(info, triples, gold) if info.multi_label
+            else agg.hierarchical_mace(triples, labels=info.label_names, gold=gold).annotator_accuracy
+        )
     annotators = []
     for who, items in per_user.items():
-        on_gold = [
-            label == gold[rid]
+        gold_questions = [
+            (label, gold[rid])
             for rid, label, _, created_at, src in items
             if src != "review" and rid in gold and created_at > gold_since[rid]
         ]
+        on_gold = [label == truth for label, truth in gold_questions]  # multi-label: the whole set
+        label_accuracy = None
+        if info.multi_label and gold_questions:  # and per label, each a yes/no question
+            decided = [core_gold.label_decisions(info.label_names, a, t) for a, t in gold_questions]
+            label_accuracy = sum(r for r, _ in decided) / max(1, sum(n for _, n in decided))
         seconds = [(c - s).total_seconds() for _, _, s, c, _ in items if s is not None and c >= s]
         # A gold decision agrees with the aggregate by definition, and a tie's label sides with half
         # the crowd until an admin decides: leave both out of agreement.
@@ -87,6 +96,7 @@ def status(
                 estimated_accuracy=estimated.get(who),
                 gold_answers=len(on_gold),
                 gold_correct=sum(on_gold),
+                gold_label_accuracy=label_accuracy,
             )
         )
     annotators.sort(key=lambda a: (-a.answers, a.user))
@@ -114,6 +124,23 @@ def status(
         ties=ties,
         multi_label=info.multi_label,
     )
+
+
+def multilabel_accuracy(
+    info: ProjectInfo, triples: Sequence[tuple], gold: dict[int, str]
+) -> dict[str, float]:
+    """Each annotator's estimated accuracy in a multi-label project: hierarchical MACE on each label's yes/no
+    question (gold sets as yes/no gold, as ``multilabel.aggregate`` does), then the mean over labels."""
+    per_label: dict[str, list[float]] = defaultdict(list)
+    for label in info.label_names:
+        estimated = agg.hierarchical_mace(
+            [(rid, who, multilabel.yes_no(text, label)) for rid, who, text in triples],
+            labels=("no", "yes"),
+            gold={rid: multilabel.yes_no(text, label) for rid, text in gold.items()},
+        ).annotator_accuracy
+        for who, accuracy in estimated.items():
+            per_label[who].append(accuracy)
+    return {who: sum(values) / len(values) for who, values in per_label.items()}
 
 
 def pair_agreement(triples: Sequence[tuple[int, str, str]], min_overlap: int) -> tuple[PairAgreement, ...]:

@@ -226,9 +226,11 @@ def replace_gold_queue(
 ) -> None:
     """Gold questions' queue rows: their cards show the guess of a model that never saw their gold labels
     (``core.gold``). After the swap, so the new queue never waits for this second fit."""
-    gold_ids = [  # a retired gold label is no question to ask
-        row[0] for row in answers if row[3] == "review" and row[2] not in info.retired_labels
-    ] if info.gold_rate > 0 and not info.multi_label else []  # multi-label: no gold questions yet
+    retired = set(info.retired_labels)
+    gold_ids = [  # a retired gold label (or a set naming one) is no question to ask
+        row[0] for row in answers if row[3] == "review"
+        and retired.isdisjoint(multilabel.split(row[2]) if info.multi_label else (row[2],))
+    ] if info.gold_rate > 0 else []
     rows = (
         held_out_queue_rows(
             project_id=info.id,

@@ -191,7 +191,9 @@ class AnnotatorStats:
     agreement: float | None = None  # share of answers equal to the aggregate label
     estimated_accuracy: float | None = None  # hierarchical MACE (gold answers count), when k >= 3
     gold_answers: int = 0  # answers given to records after they had a gold label (gold questions)
-    gold_correct: int = 0  # ... equal to the gold label
+    gold_correct: int = 0  # ... equal to the gold label (multi-label: the whole set)
+    # Multi-label: the share of gold questions' label decisions (each label yes/no) equal to the gold set's.
+    gold_label_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
