@@ -279,7 +279,11 @@ def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool
     votes: dict[int, list[str]] = defaultdict(list)
     for rid, label in rows:
         votes[rid].append(label)
-    tied = [rid for rid, labels in votes.items() if needs_extra_answer(labels, k)]
+    tied = [  # multi-label: a tie on any label's yes/no (core.multilabel)
+        rid for rid, labels in votes.items()
+        if (multilabel.needs_extra_answer(info, labels) if info.multi_label
+            else needs_extra_answer(labels, k))
+    ]
     for start in range(0, len(tied), _CHUNK):
         conn.execute(update(Record).where(Record.id.in_(tied[start : start + _CHUNK])).values(complete=False))
 

@@ -10,16 +10,24 @@ order makes cards already sent stale; a guideline changes neither and leaves the
 A retired label stays in ``project.labels`` marked ``"retired": true``: its answers stay in the
 history and the export (column ``retired_answers``), and count for nothing (core.answers,
 core.training), so a record whose only answers were for it needs answers again.
+
+In a multi-label project an answer is a set (core.multilabel): a rename or merge rewrites the name
+inside every stored set (answers, gold answers, queue guesses, owed card updates), kept in canonical
+order; a retire leaves the stored sets as they are, and everything that counts reads only the active
+labels of a set (each label is its own yes/no question), so the retired name drops out of every set.
+An answer whose set was only the retired label counts for nothing, as in a single-label project: it
+said nothing about the labels that remain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from core import answers
+from core import answers, multilabel
 from core.errors import LabelbotError, UnknownLabel
 from core.guidelines import check_guideline
 from core.io import MAX_LABEL_LENGTH
@@ -122,6 +130,55 @@ def _move_answers(conn: Connection, project_id: int, old: str, new: str) -> int:
     return int(moved or 0)
 
 
+def _order(info: ProjectInfo) -> list[str]:
+    # The canonical order of a stored set: active labels, then retired ones (core.projects.label_rows).
+    return [*info.label_names, *info.retired_labels]
+
+
+def _rewrite_sets(
+    conn: Connection, project_id: int, name: str, rewrite: Callable[[str], str], *, guesses_only: bool = False
+) -> int:
+    """Multi-label: rewrite each stored set text that names ``name`` (answers, queue guesses, card
+    updates still owed); returns how many answers changed."""
+    tables: list[tuple[Any, Any]] = [(QueueItem, QueueItem.predicted_label)]
+    if not guesses_only:
+        tables += [(Delivery, Delivery.label), (Annotation, Annotation.label)]
+    changed = 0
+    for table, column in tables:
+        rows = conn.execute(
+            select(table.id, column).where(
+                table.project_id == project_id, column.contains(name, autoescape=True)
+            )
+        ).all()
+        new = [
+            {"row_id": rid, "text": rewrite(text)}
+            for rid, text in rows
+            if name in multilabel.split(text) and rewrite(text) != text
+        ]
+        if new:
+            conn.execute(
+                update(table).where(table.id == bindparam("row_id")).values({column.key: bindparam("text")}),
+                new,
+            )
+        if table is Annotation:
+            changed = len(new)
+    return changed
+
+
+def _move_in_sets(conn: Connection, info: ProjectInfo, old: str, new: str, updated: ProjectInfo) -> int:
+    """Multi-label rename or merge: ``old`` becomes ``new`` inside every set (one ``new`` after a merge)."""
+    moved = _rewrite_sets(
+        conn, info.id, old, lambda text: multilabel.reorder(text, _order(updated), {old: new})
+    )
+    conn.execute(delete(LabelVector).where(LabelVector.project_id == info.id, LabelVector.label == old))
+    return moved
+
+
+def _check_multi_label(info: ProjectInfo, labels: list[LabelDef]) -> None:
+    if info.multi_label:
+        multilabel.check_names([d.name for d in labels])
+
+
 def set_guideline(
     conn: Connection,
     catalog: ProjectCatalog,
@@ -148,9 +205,14 @@ def add(
         raise LabelbotError(f"{name!r} is already a label of project {info.name!r}.")
     description, _ = check_guideline(description, ())
     retired = [r for r in info.retired_labels if r != name]
+    _check_multi_label(info, [*info.labels, LabelDef(name, description)])
     new = _write(conn, catalog, info, [*info.labels, LabelDef(name, description)], retired)
     if name in info.retired_labels:
-        answers.recompute_completeness(conn, new, record_ids=_records_answered(conn, info.id, name))
+        if info.multi_label:  # back at the end of the set: sets naming it take the new canonical order
+            _rewrite_sets(conn, info.id, name, lambda text: multilabel.reorder(text, _order(new)))
+        answers.recompute_completeness(
+            conn, new, record_ids=_records_answered(conn, info.id, name, multi_label=info.multi_label)
+        )
         _training_changed(conn, info.id)
     return LabelSetEdit(info.name, "add", name, info=new)
 
@@ -170,8 +232,12 @@ def rename(
             + (" (retired)." if new_name in info.retired_labels else "; merge them instead.")
         )
     labels = [LabelDef(new_name, d.description, d.examples) if d.name == old else d for d in info.labels]
+    _check_multi_label(info, labels)
     updated = _write(conn, catalog, info, labels, list(info.retired_labels))
-    moved = _move_answers(conn, info.id, current.name, new_name)
+    if info.multi_label:
+        moved = _move_in_sets(conn, info, current.name, new_name, updated)
+    else:
+        moved = _move_answers(conn, info.id, current.name, new_name)
     _training_changed(conn, info.id)
     return LabelSetEdit(
         info.name, "rename", old, new_name, answers_moved=moved, renamed={old: new_name}, info=updated
@@ -196,7 +262,10 @@ def merge(
         )
     labels = [d for d in info.labels if d.name != source]
     updated = _write(conn, catalog, info, labels, list(info.retired_labels))
-    moved = _move_answers(conn, info.id, source, target)
+    if info.multi_label:  # a set {source, target} becomes {target}
+        moved = _move_in_sets(conn, info, source, target, updated)
+    else:
+        moved = _move_answers(conn, info.id, source, target)
     answers.recompute_completeness(conn, updated)
     _training_changed(conn, info.id)
     return LabelSetEdit(
@@ -217,7 +286,9 @@ def retire(conn: Connection, catalog: ProjectCatalog, project: ProjectKey, name:
         )
     labels = [d for d in info.labels if d.name != name]
     updated = _write(conn, catalog, info, labels, [*info.retired_labels, name])
-    touched = _records_answered(conn, info.id, name)
+    touched = _records_answered(conn, info.id, name, multi_label=info.multi_label)
+    if info.multi_label:  # guesses are no history: they drop the name until the retrain
+        _rewrite_sets(conn, info.id, name, lambda text: multilabel.without(text, (name,)), guesses_only=True)
     before = _complete_among(conn, touched)
     answers.recompute_completeness(conn, updated, record_ids=touched)
     reopened = len(before - _complete_among(conn, touched))
@@ -228,7 +299,16 @@ def retire(conn: Connection, catalog: ProjectCatalog, project: ProjectKey, name:
     )
 
 
-def _records_answered(conn: Connection, project_id: int, label: str) -> list[int]:
+def _records_answered(
+    conn: Connection, project_id: int, label: str, *, multi_label: bool = False
+) -> list[int]:
+    if multi_label:  # any answer whose set names it
+        rows = conn.execute(
+            select(Annotation.record_id, Annotation.label).where(
+                Annotation.project_id == project_id, Annotation.label.contains(label, autoescape=True)
+            )
+        ).all()
+        return sorted({rid for rid, text in rows if label in multilabel.split(text)})
     return sorted(
         set(
             conn.execute(
@@ -254,6 +334,8 @@ def retired_answers(info: ProjectInfo, given: list[tuple]) -> dict[int, list[str
     """Per record, the retired labels its answers gave (``annotator: label``), for the export."""
     out: dict[int, list[str]] = {}
     for rid, annotator, label, *_ in given:
-        if label in info.retired_labels:
-            out.setdefault(rid, []).append(f"{annotator}: {label}")
+        names = multilabel.split(label) if info.multi_label else (label,)
+        for name in names:  # a set answer: each retired label it names
+            if name in info.retired_labels:
+                out.setdefault(rid, []).append(f"{annotator}: {name}")
     return out

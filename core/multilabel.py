@@ -92,6 +92,20 @@ def resolve(info: ProjectInfo, label: LabelChoice | str) -> str:
     return join(info, label)
 
 
+def reorder(text: str, order: Sequence[str], renamed: Mapping[str, str] | None = None) -> str:
+    """A stored set text with names renamed (``renamed``: old -> new; two names made one are one) and
+    in ``order`` (a project's active labels, then its retired ones); names not in ``order`` go last."""
+    renamed = renamed or {}
+    chosen = dict.fromkeys(renamed.get(name, name) for name in split(text))
+    ordered = [name for name in order if name in chosen]
+    return SEPARATOR.join(ordered + [name for name in chosen if name not in set(order)])
+
+
+def without(text: str, names: Collection[str]) -> str:
+    """A set text without ``names`` (a guess naming a retired label)."""
+    return SEPARATOR.join(name for name in split(text) if name not in names)
+
+
 def indicator(texts: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
     """Rows of 0/1 per label (in ``labels`` order) for canonical texts; unknown names are ignored."""
     position = {name: i for i, name in enumerate(labels)}

@@ -1102,15 +1102,10 @@ class LabelingService:
         description: str = "",
     ) -> labelset.LabelSetEdit:
         """Add ``label`` (``description``), rename it to ``target``, merge it into ``target`` or retire
-        it (core.labelset), in one transaction; then a retrain is requested so the model follows.
-        ``LabelSetEdit.renamed``/``.retired`` say what else keyed by label name must follow."""
+        it (core.labelset, which rewrites a multi-label project's stored sets), in one transaction; then a
+        retrain is requested so the model follows. ``LabelSetEdit.renamed``/``.retired`` say what else
+        keyed by label name must follow."""
         with writing(self.engine) as conn:
-            info = self.projects.info(conn, project)
-            if info.multi_label:  # set answers would need each set rewritten: only adding is supported
-                if edit != "add":
-                    raise LabelbotError(f"Labels of multi-label project {info.name!r} can be added, "
-                                        f"not renamed, merged or retired (not supported yet).")
-                multilabel.check_names([*info.label_names, label.strip()])
             if edit == "add":
                 done = labelset.add(conn, self.projects, project, label, description)
             elif edit in ("rename", "merge"):

@@ -138,10 +138,11 @@ def test_import_reads_joined_sets(service: LabelingService, tmp_path: Path) -> N
     assert service.final_labels("p")["w"] == "urgent|refund"
 
 
-def test_label_edits_other_than_add_are_refused(service: LabelingService) -> None:
+def test_label_edits_keep_names_without_the_separator(service: LabelingService) -> None:
+    # Rename, merge and retire in multi-label projects: tests/test_labelset_multilabel.py.
     service.create_project("p", LABELS, multi_label=True)
-    with pytest.raises(LabelbotError, match="not renamed, merged or retired"):
-        service.edit_labels("p", "rename", "billing", "invoice")
+    with pytest.raises(LabelbotError, match="may not contain"):
+        service.edit_labels("p", "rename", "billing", "in|voice")
     with pytest.raises(LabelbotError, match="may not contain"):
         service.edit_labels("p", "add", "a|b")
     assert service.edit_labels("p", "add", "spam").info.label_names == (*LABELS, "spam")
