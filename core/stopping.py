@@ -21,6 +21,13 @@ alone is not trusted, because active learning picks ever harder records, which h
 cross-validated score down while the model still improves (see bench/stopping_advice.py). It also
 names the weakest labels by per-class F1 from the out-of-fold predictions.
 
+Multi-label projects (an answer is a set) measure both per label, as their aggregation and agreement do
+(each label a yes/no question): κ is the mean over labels of Cohen's κ between the two models' yes/no
+predictions (:func:`multilabel_prediction_kappa`; the set taken as one class would count a change of one
+label in eight as a whole disagreement, and with up to 2^L sets hardly ever agree at 0.99), the plateau
+test reads cross-validated micro- and macro-F1 (``MULTI_LABEL_METRICS``, which their runs record), and
+the weak labels are those of lowest out-of-fold per-label F1 (:func:`multilabel_cv_report`).
+
 Pure: numpy and scikit-learn only; the service stores what is computed here on each model run.
 """
 
@@ -33,9 +40,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import KFold
 
+from core import multilabel
 from core.agreement import cohen_kappa
 from core.learner import MIN_LABELS_FOR_CV, out_of_fold_proba, singleton_rows
+from core.multilabel_learner import decide_sets
 from core.types import ModelRunInfo
 
 __all__ = [
@@ -47,6 +57,8 @@ __all__ = [
     "WeakLabel",
     "advise",
     "cv_report",
+    "multilabel_cv_report",
+    "multilabel_prediction_kappa",
     "plateau_gain",
     "prediction_kappa",
     "stability_gap",
@@ -76,6 +88,7 @@ PLATEAU_MIN_LABELS = 200
 MIN_LABELS_FOR_ADVICE = 50
 WEAK_F1 = 0.8  # labels below this per-class F1 are listed as weak
 METRICS = ("cv_accuracy", "cv_macro_f1")
+MULTI_LABEL_METRICS = ("cv_micro_f1", "cv_macro_f1")  # what multi-label runs record (no accuracy)
 
 
 # ------------------------------------------------------------------------- stabilizing predictions
@@ -127,6 +140,21 @@ def prediction_kappa(previous: Sequence[Any], current: Sequence[Any]) -> float:
     return 0.0 if math.isnan(kappa) else float(kappa)
 
 
+def multilabel_prediction_kappa(
+    previous: Sequence[str], current: Sequence[str], labels: Sequence[str]
+) -> float:
+    """Two multi-label models' predicted sets (canonical texts) compared per label: the mean over
+    ``labels`` of :func:`prediction_kappa` between their yes/no predictions of that label (a label both
+    predict the same way on every record counts 1.0)."""
+    if not labels:
+        raise ValueError("Need at least one label to compare.")
+    return float(np.mean([
+        prediction_kappa([multilabel.yes_no(t, label) for t in previous],
+                         [multilabel.yes_no(t, label) for t in current])
+        for label in labels
+    ]))
+
+
 # ------------------------------------------------------------------------- cross-validation report
 
 
@@ -172,6 +200,43 @@ def cv_report(
             "cv_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         },
         per_class_f1={str(c): float(f) for c, f in zip(scored, per_class, strict=True)},
+        support=support,
+    )
+
+
+def multilabel_cv_report(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    labels: Sequence[str],
+    estimator_factory: Callable[[], Any],
+    n_splits: int = 5,
+    random_state: int = 0,
+) -> CVReport:
+    """Per-label F1 out of fold for a multi-label project (``y``: canonical set texts), with the folds of
+    :func:`core.multilabel_learner.multilabel_cv_metrics`; ``support`` counts the records with each label.
+
+    ``estimator_factory`` makes an unfitted ``MultiLabelClassifier`` (it takes 0/1 rows in ``labels``
+    order). A label with fewer than two examples gets no F1 (listed as too few examples). Empty below
+    ``MIN_LABELS_FOR_CV`` labeled records, as there.
+    """
+    Y = np.asarray(multilabel.indicator([str(t) for t in y], labels), dtype=np.int8).reshape(-1, len(labels))
+    support = {label: int(n) for label, n in zip(labels, Y.sum(axis=0).tolist(), strict=True)}
+    if len(y) < MIN_LABELS_FOR_CV:
+        return CVReport({}, {}, support)
+    chosen = np.zeros_like(Y, dtype=bool)
+    folds = KFold(n_splits=min(n_splits, len(Y)), shuffle=True, random_state=random_state)
+    for train, test in folds.split(X):
+        chosen[test] = decide_sets(estimator_factory().fit(X[train], Y[train]).predict_proba(X[test]))
+    truth = Y.astype(bool)
+    scored = [j for j, label in enumerate(labels) if support[label] >= 2]
+    per_label = f1_score(truth, chosen, average=None, zero_division=0)
+    return CVReport(
+        metrics={
+            "cv_micro_f1": float(f1_score(truth, chosen, average="micro", zero_division=0)),
+            "cv_macro_f1": float(f1_score(truth, chosen, average="macro", zero_division=0)),
+        },
+        per_class_f1={labels[j]: float(per_label[j]) for j in scored},
         support=support,
     )
 
@@ -267,8 +332,12 @@ def advise(
     window: int = KAPPA_WINDOW,
     min_gain: float = PLATEAU_MIN_GAIN,
     min_labels: int = MIN_LABELS_FOR_ADVICE,
+    multi_label: bool = False,
 ) -> StoppingAdvice:
-    """Combine stabilizing predictions and the plateau test over a project's runs (oldest first)."""
+    """Combine stabilizing predictions and the plateau test over a project's runs (oldest first).
+
+    ``multi_label``: the runs' κ is the mean per-label κ and the curve is micro-/macro-F1 (module doc);
+    the message says so."""
     weak = weak_labels(label_names, per_class_f1 or {}, support or {}) if label_names else ()
     if not runs:
         return StoppingAdvice(project, 0, False, "No model yet: keep labeling.", weak_labels=weak)
@@ -277,7 +346,8 @@ def advise(
                    if r.metrics.get("stability_kappa") is not None)[-window:]
     kappa = float(np.mean(kappas)) if len(kappas) == window else None
     stable = kappa is not None and kappa >= kappa_threshold
-    gains = [plateau_gain([(r.n_labels, r.metrics.get(m)) for r in runs if m in r.metrics]) for m in METRICS]
+    gains = [plateau_gain([(r.n_labels, r.metrics.get(m)) for r in runs if m in r.metrics])
+             for m in (MULTI_LABEL_METRICS if multi_label else METRICS)]
     known = [g for g in gains if g is not None]
     gain = max(g for g, _ in known) if known else None
     span = max(w for _, w in known) if known else None
@@ -285,7 +355,8 @@ def advise(
     near_stable = kappa is not None and kappa >= NEAR_STABLE_KAPPA
     early = latest.n_labels < min_labels
     stop = not early and (stable or (bool(plateau) and near_stable))
-    message = _message(latest.n_labels, stop, early, kappa, stable, plateau, gain, span, min_labels)
+    message = _message(latest.n_labels, stop, early, kappa, stable, plateau, gain, span, min_labels,
+                       multi_label=multi_label)
     return StoppingAdvice(
         project=project, n_labels=latest.n_labels, stop=stop, message=message, kappa=kappa, kappas=kappas,
         stable=stable, plateau=plateau, projected_gain=gain, window=span, weak_labels=weak,
@@ -297,10 +368,12 @@ def _points(value: float) -> str:
 
 
 def _message(n: int, stop: bool, early: bool, kappa: float | None, stable: bool, plateau: bool | None,
-             gain: float | None, span: int | None, min_labels: int) -> str:
+             gain: float | None, span: int | None, min_labels: int, *, multi_label: bool = False) -> str:
+    measure = "mean per-label Cohen's κ of their yes/no predictions" if multi_label else "Cohen's κ"
     kappa_text = (f"models {STABILITY_GAP_FRACTION:.0%} of the labels apart agree on {kappa:.3f} "
-                  f"(Cohen's κ, last {KAPPA_WINDOW} retrains)" if kappa is not None else "")
-    curve = (f"the cross-validated curve promises {_points(max(gain, 0.0))} for another {span} labels"
+                  f"({measure}, last {KAPPA_WINDOW} retrains)" if kappa is not None else "")
+    scores = "micro-/macro-F1 " if multi_label else ""
+    curve = (f"the cross-validated {scores}curve promises {_points(max(gain, 0.0))} for another {span} labels"
              if gain is not None else "")
     if early:
         return f"Too early to judge with {n} labels (advice starts at {min_labels}): keep labeling."
