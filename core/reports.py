@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import KFold
 
 from core import aggregate as agg
 from core import gold as core_gold
@@ -22,6 +23,7 @@ from core import review as rv
 from core.agreement import cohen_kappa_pairs, krippendorff_alpha_nominal
 from core.answers import active
 from core.learner import EmbeddingClassifier, out_of_fold_proba, singleton_rows
+from core.multilabel_learner import MultiLabelClassifier
 from core.training import aggregate_answers
 from core.types import AnnotatorStats, ModelRunInfo, PairAgreement, ProjectInfo, ProjectStatus, ReviewItem
 
@@ -199,7 +201,8 @@ def review_candidates(
     In this order: ties (the crowd split evenly; the aggregate's label, chosen by annotator quality,
     stands and is trained on until an admin decides), records whose chosen label has no
     majority of the answers (``core.review.LOW_AGREEMENT``), likely mislabels found by confident
-    learning on out-of-fold probabilities (``core.review.find_label_issues``), and records whose
+    learning on out-of-fold probabilities (``core.review.find_label_issues``; in a multi-label project
+    per label, naming the labels, ``core.review.find_label_issues_per_label``), and records whose
     aggregate the latest model contradicts with probability >= ``core.review.MODEL_CONFIDENCE``.
     Returns (record id, kind, reason, label, answers, suggested label, its probability).
     """
@@ -208,8 +211,9 @@ def review_candidates(
     finals = aggregate_answers(info, answers)
     crowd: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for rid, who, label, source, *_ in answers:
-        if source != "review":
-            crowd[rid].append((who, label))
+        if source != "review":  # a set shows its active labels (core.labelset.retire)
+            shown_label = multilabel.without(label, info.retired_labels) if info.multi_label else label
+            crowd[rid].append((who, shown_label))
     found: dict[int, tuple[tuple[float, ...], str, str, str | None, float | None]] = {}
     sep = "; " if info.multi_label else ", "  # a set reads "billing, urgent": ";" between answers
 
@@ -245,10 +249,14 @@ def review_candidates(
                 reason,
                 *(guess(rid) or (None, None)),
             )
-    for rid, suggested, proba in label_issues(finals, complete, pool_ids, vectors):
+    issues = (
+        label_issues_per_label(info, finals, complete, pool_ids, vectors) if info.multi_label
+        else label_issues(finals, complete, pool_ids, vectors)
+    )
+    for rid, suggested, proba, *why in issues:
         if rid in found or rid in gold:
             continue
-        reason = (
+        reason = f"Likely mislabel: {why[0]}." if why else (
             f"Likely mislabel: labeled {shown(finals[rid].label)}, but a model trained without this record "
             f"says {shown(suggested)} ({proba:.0%})."
         )
@@ -319,6 +327,49 @@ def label_issues(
         for i in rv.find_label_issues(given, proba)
         if not singles[i]
     ]
+
+
+def label_issues_per_label(
+    info: ProjectInfo,
+    finals: dict[int, agg.AggregateLabel],
+    complete: set[int],
+    pool_ids: np.ndarray,
+    vectors: np.ndarray,
+    n_splits: int = 5,
+) -> list[tuple[int, str, float, str]]:
+    """Multi-label: (record id, its final set with the suspect labels flipped, the model's probability of
+    the most suspect flip, a reason naming the labels) per likely mislabel, from out-of-fold one-vs-rest
+    probabilities (k-fold: a set is no class to stratify by)."""
+    rows, ids, sets = [], [], []
+    for row, rid in enumerate(pool_ids.tolist()):
+        final = finals.get(rid) if rid in complete else None
+        if final is not None and final.label is not None:
+            rows.append(row)
+            ids.append(rid)
+            sets.append(final.label)
+    labels = info.label_names
+    if len(sets) < 10:
+        return []
+    X = vectors[np.asarray(rows, dtype=np.int64)]
+    given = np.asarray(multilabel.indicator(sets, labels), dtype=np.int8)
+    proba = np.zeros(given.shape, dtype=np.float64)
+    folds = KFold(n_splits=min(n_splits, len(sets)), shuffle=True, random_state=0)
+    for train, test in folds.split(X):
+        model = MultiLabelClassifier(labels=labels, random_state=0).fit(X[train], given[train])
+        proba[test] = model.predict_proba(X[test])
+    out = []
+    for i, suspects in rv.find_label_issues_per_label(given, proba).items():
+        flipped = [name for j, name in enumerate(labels) if given[i, j] != (j in suspects)]
+        parts = [
+            f"{labels[j]!r} is {'in' if given[i, j] else 'not in'} the set, but a model trained without "
+            f"this record gives it {proba[i, j]:.2f}" if n == 0 else
+            f"{labels[j]!r} is {'in' if given[i, j] else 'not in'} the set ({proba[i, j]:.2f})"
+            for n, j in enumerate(suspects)
+        ]
+        first = suspects[0]
+        sure = float(proba[i, first] if not given[i, first] else 1.0 - proba[i, first])
+        out.append((ids[i], multilabel.SEPARATOR.join(flipped), sure, "; ".join(parts)))
+    return out
 
 
 def final_labels(info: ProjectInfo, answers: list[tuple], complete: dict[int, str]) -> dict[str, str]:

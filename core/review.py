@@ -16,6 +16,10 @@ rule cleanlab's ``find_label_issues`` applies by default (``filter_by="prune_by_
    ``p[j] - p[i]`` are flagged (never all the records of a label);
 4. a flagged record whose most probable class *is* its label is unflagged.
 
+Multi-label projects apply the same rule to each label as its own yes/no question on out-of-fold
+one-vs-rest probabilities (cleanlab's ``multilabel_classification.find_label_issues`` does so too):
+:func:`find_label_issues_per_label` names the labels whose yes/no a record's final set likely has wrong.
+
 It is ~60 lines here rather than a cleanlab dependency: the rule is small, fully testable by hand,
 and the project stays on its existing numpy/scikit-learn stack.
 """
@@ -32,6 +36,7 @@ __all__ = [
     "MODEL_CONFIDENCE",
     "confident_joint",
     "find_label_issues",
+    "find_label_issues_per_label",
     "is_tied",
     "needs_extra_answer",
     "per_class_thresholds",
@@ -132,3 +137,28 @@ def find_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     issues = np.flatnonzero(flagged)
     self_confidence = pred_probs[issues, labels[issues]]
     return issues[np.argsort(self_confidence, kind="stable")]
+
+
+def find_label_issues_per_label(given: np.ndarray, label_proba: np.ndarray) -> dict[int, list[int]]:
+    """Multi-label: row -> the labels (column indices) its given set likely has wrong, most suspicious
+    first (the model's probability furthest on the other side).
+
+    ``given``: (n, L) 0/1 final sets; ``label_proba``: (n, L) out-of-fold probability of each label.
+    Each label is a yes/no question through :func:`find_label_issues`; a label every record answers the
+    same way has nothing to compare with and is skipped.
+    """
+    given = np.asarray(given, dtype=np.intp)
+    label_proba = np.asarray(label_proba, dtype=np.float64)
+    if given.shape != label_proba.shape or given.ndim != 2:
+        raise ValueError(f"Expected given and label_proba of one shape (n, L); got {given.shape} and "
+                         f"{label_proba.shape}.")
+    found: dict[int, list[tuple[float, int]]] = {}
+    for j in range(given.shape[1]):
+        yes = given[:, j]
+        if len(yes) == 0 or yes.min() == yes.max():
+            continue
+        p = label_proba[:, j]
+        for row in find_label_issues(yes, np.column_stack([1.0 - p, p])).tolist():
+            self_confidence = p[row] if yes[row] else 1.0 - p[row]
+            found.setdefault(row, []).append((self_confidence, j))
+    return {row: [j for _, j in sorted(pairs)] for row, pairs in sorted(found.items())}
