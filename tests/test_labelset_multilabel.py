@@ -17,8 +17,10 @@ from core.models import Annotation, QueueItem, Record
 from core.service import LabelingService
 from core.store import reading, writing
 from core.types import LabelDef
+from tests.conftest import use_cli_environment
 from tests.slack_harness import ADMIN, ALICE, BOB, SlackHarness, start_harness
 from tests.test_bot import annotations, first_card, texts_of
+from tests.test_cli import run
 from tests.test_multilabel_bot import TEXTS, tick_and_press
 
 LABELS = [LabelDef("billing", "Charges and invoices"), "urgent", "refund", "other"]
@@ -78,6 +80,7 @@ def test_rename_rewrites_the_name_inside_every_set(
                                "r2": [("a", set())]})
     service.record_answer("p", found["r1"], "admin", {"billing", "refund"}, source="review")
     _guess(service, found["r0"], "billing|urgent")
+    service.add_rule("p", "invoice -> billing", "admin")
     asked = _retrains(service, monkeypatch)
     done = service.edit_labels("p", "rename", "billing", "payments")
     assert (done.answers_moved, done.renamed) == (2, {"billing": "payments"})
@@ -90,6 +93,7 @@ def test_rename_rewrites_the_name_inside_every_set(
     assert _guess(service, found["r0"]) == "payments|urgent"
     assert service.final_labels("p") == {"r0": "payments|urgent", "r1": "payments|refund", "r2": ""}
     assert _export(service, tmp_path)["r0"]["label"] == "payments|urgent"
+    assert [rule.label for rule in service.list_rules("p")] == ["payments"]  # rules follow
     assert asked == ["p"]
     # Answers in the new names are the same sets as the rewritten ones.
     service.record_answer("p", found["r0"], "a", ["urgent", "payments"], source="cli")
@@ -219,3 +223,20 @@ def test_a_multi_label_rename_from_slack(h: SlackHarness) -> None:
     assert tick_and_press(h, BOB, fresh, ["payments"], ids.ACTION_MULTI_SUBMIT) == 200
     h.standin.wait_until(lambda: len(annotations(h)) == 2)
     assert sorted(a[2] for a in annotations(h)) == ["payments", "payments|urgent"]
+
+
+def test_multi_label_edits_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_cli_environment(tmp_path, monkeypatch)
+    run("init", "t", "--labels", "billing,urgent,refund", "--multi-label")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,text,label\nx,first,urgent|billing\ny,second,refund|urgent\nz,third,refund\n")
+    run("import", "t", str(rows), "--label-column", "label")
+    merged = run("labels", "t", "merge", "refund", "urgent")
+    assert "Merged 'refund' into 'urgent' in t (2 answers moved)" in merged
+    assert "Renamed 'billing' to 'payments' in t (1 answer moved)" in run(
+        "labels", "t", "rename", "billing", "payments"
+    )
+    run("export", "t", "--output", str(tmp_path / "out.csv"))
+    with open(tmp_path / "out.csv", encoding="utf-8") as handle:
+        exported = {row["id"]: row["label"] for row in csv.DictReader(handle)}
+    assert exported == {"x": "payments|urgent", "y": "urgent", "z": "urgent"}
