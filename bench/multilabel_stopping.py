@@ -12,7 +12,14 @@ core.stopping.stability_gap fewer labels, two ways:
 For each, the first label count where the mean of the last 3 κ reaches 0.99 (the product's rule) and the
 test micro-F1 there, beside the micro-F1 at the budget and of a model trained on the whole pool.
 
-    .venv/bin/python bench/multilabel_stopping.py --seeds 2 --budget 2000
+    .venv/bin/python bench/multilabel_stopping.py --seeds 2 --budget 3000   # ~3.5 min on 2 busy cores
+
+Findings (seeds 0 and 1, budget 3,000; load average 3.8 during the run): neither way reached 0.99 within
+3,000 labels. The mean of the last 3 per-label κ rose from 0.83-0.84 at 500 labels to 0.88-0.90 at
+3,000; the set-as-class κ stayed at 0.62-0.70 throughout (one changed label in eight counts as a whole
+disagreement). Test micro-F1 at 3,000 labels was 0.424 and 0.433, against 0.448 for a model trained on the
+whole pool (11,213 records): advice to keep labeling was right there. Writes
+bench/results/multilabel_stopping.json.
 """
 
 from __future__ import annotations
