@@ -32,18 +32,31 @@ def main() -> None:
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rules", type=Path, help="rules file (default bench/rules/DATASET.txt)")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.25],
+                        help="rule_vote_strength values to run with the rules")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="also run each strength seeding the cold start")
     args = parser.parse_args()
     settings = load_settings()
     cache = BENCH / ".cache" / "simulate"
     embedder = CachingEmbedder(make_embedder(settings.embedding_model), cache_dir=cache)
     folder = SHARED / args.dataset
     out = {}
-    rules_file = BENCH / "rules" / f"{args.dataset}.txt"
-    for condition, rules in (("without rules", None), ("with rules", rules_file)):
+    rules_file = args.rules or BENCH / "rules" / f"{args.dataset}.txt"
+    conditions = [("without rules", None, settings)] + [
+        (f"with rules, strength {s:g}", rules_file, settings.model_copy(update={"rule_vote_strength": s}))
+        for s in args.strengths
+    ] + [
+        (f"with rules, strength {s:g}, seeding the cold start", rules_file,
+         settings.model_copy(update={"rule_vote_strength": s, "rule_cold_start": True}))
+        for s in args.strengths if args.cold_start
+    ]
+    for condition, rules, condition_settings in conditions:
         started = time.perf_counter()
         result = run_simulation(
             folder / "train.csv", text_column="text", label_column=DATASETS[args.dataset],
-            test_path=folder / "test.csv", budget=args.budget, seeds=args.seeds, settings=settings,
+            test_path=folder / "test.csv", budget=args.budget, seeds=args.seeds, settings=condition_settings,
             embedder=embedder, rules_path=rules,
         )
         out[condition] = {
@@ -58,7 +71,7 @@ def main() -> None:
                       flush=True)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
-    (results / f"rules_simulate_{args.dataset}.json").write_text(
+    (results / f"rules_simulate_{args.dataset}_{rules_file.stem}.json").write_text(
         json.dumps({c: {n: {str(k): v for k, v in p.items()} for n, p in r.items()} for c, r in out.items()},
                    indent=2), encoding="utf-8")
 

@@ -1111,7 +1111,7 @@ def simulate(
 # ------------------------------------------------------------------------------ rules (issue 13)
 
 rule_app = typer.Typer(
-    help="Keyword/regex rules: weak labels shown on cards and exported (they never answer a record).",
+    help="Keyword/regex rules: weak labels shown on cards, voting in the model's guesses, exported apart.",
     no_args_is_help=True,
 )
 app.add_typer(rule_app, name="rule")

@@ -33,10 +33,13 @@ class Settings(BaseSettings):
     # Weight of each label's name as one training example of that label (core.learner's label-name
     # prior; used only where the names fit the labels given); 0 turns it off.
     label_name_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
-    # Keyword/regex rules as weak labels at each retrain and in a cold start's first batch (core.rules).
-    # Off: with rules written from the label names it cost 2-11 points of accuracy on Banking77 and
-    # HWU64 at 50-200 labels (docs/benchmarks.md, "Rules as weak labels").
-    rule_weak_labels: bool = False
+    # How much keyword/regex rules move the model's predictions: each matching rule's likelihood ratio
+    # (from its estimated precision) raised to this power (core.rule_votes); 0 turns rules out of the
+    # model (cards still show them). 0.25: docs/benchmarks.md, "Rules in the model's predictions".
+    rule_vote_strength: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False)
+    # Half of a cold start's first batch from the rules' matches, one label after another (with a vote
+    # strength above 0). Off: it cost the default strategy's representative first batch accuracy.
+    rule_cold_start: bool = False
     # Records ranked and stored per retrain: handing out the next one is a lookup.
     queue_size: int = Field(default=500, ge=1)
     # Retrain in the background after this many new answers; 0 turns automatic retraining off

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from core import index as vector_index
+from core import rule_votes
 from core.index import VectorIndex
 from core.learner import PoolScores
 from core.models import ModelRun
@@ -215,11 +216,11 @@ class PoolCache:
         if cached is not None and cached[0] == run_id and cached[1] == pool.lineage:
             # Rows only get appended (the embedding job at work): predict just the new ones.
             done = len(cached[2])
-            scores = classifier.score_pool(pool.vectors[done:], threads=1)
+            scores = rule_votes.score_pool(classifier, pool.vectors[done:], pool.ids[done:], threads=1)
             tail = guess_table(run_id, pool, scores, classifier.classes_)
             table = (run_id, pool.lineage, np.concatenate([cached[2], tail[2]]), cached[3])
         else:
-            scores = classifier.score_pool(pool.vectors, threads=1)
+            scores = rule_votes.score_pool(classifier, pool.vectors, pool.ids, threads=1)
             table = guess_table(run_id, pool, scores, classifier.classes_)
         self.remember_guesses(pid, table)
         return table

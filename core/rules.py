@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import regex
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
@@ -318,76 +317,4 @@ def statistics(
                 timed_out=evaluation.timed_out,
             )
         )
-    return out
-
-
-# ------------------------------------------------------------------ weak labels for the learner
-
-#: A rule's precision is shrunk toward PRIOR_PRECISION as if it had PRIOR_STRENGTH labeled matches more,
-#: so a rule with few labeled matches is neither trusted nor dismissed on them.
-PRIOR_PRECISION, PRIOR_STRENGTH = 0.7, 5
-#: A rule whose shrunk precision is below this gives no training examples.
-MIN_WEAK_PRECISION = 0.5
-#: All of one rule's matched records together weigh at most this many human labels (a rule matching
-#: 3,000 records must not drown 50 answers).
-LABELS_PER_RULE = 10.0
-
-
-def shrunk_precision(rule: RuleInfo) -> float:
-    return (rule.agreeing + PRIOR_PRECISION * PRIOR_STRENGTH) / (rule.labeled + PRIOR_STRENGTH)
-
-
-def weak_labels(
-    found: Sequence[RuleInfo], evaluations: Mapping[int, Evaluation], label_names: Sequence[str]
-) -> dict[int, tuple[str, float]]:
-    """Record → (label, weight) from the rules: the weight is the rule's shrunk precision times its share
-    of ``LABELS_PER_RULE``. Records whose rules disagree on the label are left out, as are rules of labels
-    no longer in the set, rules that timed out and rules below ``MIN_WEAK_PRECISION``."""
-    out: dict[int, tuple[str, float]] = {}
-    clashing: set[int] = set()
-    for rule in found:
-        precision = shrunk_precision(rule)
-        if rule.timed_out or rule.label not in label_names or precision < MIN_WEAK_PRECISION:
-            continue
-        matched = evaluations[rule.id].matched
-        weight = precision * min(1.0, LABELS_PER_RULE / max(len(matched), 1))
-        for rid in matched:
-            if rid in out and out[rid][0] != rule.label:
-                clashing.add(rid)
-            elif rid not in out or out[rid][1] < weight:
-                out[rid] = (rule.label, weight)
-    for rid in clashing:
-        del out[rid]
-    return out
-
-
-def weak_rows(
-    pool_ids: np.ndarray, weak: Mapping[int, tuple[str, float]], candidates: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pool rows of ``weak``'s records among ``candidates`` (rows without a final label), their
-    labels and weights: a rule never speaks for a record people answered."""
-    if not weak or len(candidates) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0)
-    ids = pool_ids[candidates]
-    hit = np.isin(ids, np.fromiter(weak, dtype=np.int64, count=len(weak)))
-    rows = candidates[hit]
-    labels = np.asarray([weak[int(rid)][0] for rid in ids[hit]], dtype=object)
-    weights = np.asarray([weak[int(rid)][1] for rid in ids[hit]], dtype=np.float64)
-    return rows, labels, weights
-
-
-def seed_rows(
-    rows: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator
-) -> list[tuple[int, str]]:
-    """Up to ``n`` of the rule-matched ``rows``, spread over their labels (one of each label in turn, in a
-    random order): the first batch of a cold start."""
-    by_label: dict[str, list[int]] = {}
-    for i in rng.permutation(len(rows)).tolist():
-        by_label.setdefault(str(labels[i]), []).append(int(rows[i]))
-    order = sorted(by_label, key=lambda label: rng.random())
-    out: list[tuple[int, str]] = []
-    while len(out) < n and any(by_label.values()):
-        for label in order:
-            if by_label[label] and len(out) < n:
-                out.append((by_label[label].pop(), label))
     return out

@@ -37,6 +37,7 @@ from core import (
     labelset,
     multilabel,
     reports,
+    rule_votes,
     rules,
     stopping,
     training,
@@ -861,7 +862,7 @@ class LabelingService:
                 embedding_model=self.pools.model_of(state),
                 labels=labels,
                 learner=self._learner(state),
-                weak=self._weak_labels(state.info, given, labels[1]),
+                rule_voting=self._rule_voting(state.info, given, labels[1]),
             )
             self.retraining.trained(info.id, trained.fingerprint)
         return trained
@@ -1060,21 +1061,22 @@ class LabelingService:
             self.engine, project_id, found, lambda conn: self.projects.state(conn, project_id).data_version
         )
 
-    def _weak_labels(
+    def _rule_voting(
         self, info: ProjectInfo, given: list[tuple], complete: set[int]
-    ) -> dict[int, tuple[str, float]]:
-        """Record → (label, weight) from the project's rules, for a retrain (``core.rules.weak_labels``);
-        none unless the settings' ``rule_weak_labels`` is on."""
-        if not self.settings.rule_weak_labels:
-            return {}
+    ) -> rule_votes.RuleVoting | None:
+        """The project's rules weighed by their precision on the labels so far, for a retrain
+        (``core.rule_votes``); none when ``rule_vote_strength`` is 0 or there are no rules."""
+        if self.settings.rule_vote_strength <= 0 or info.multi_label:
+            return None
         with reading(self.engine) as conn:
             found = rules.load(conn, info.id)
         if not found:
-            return {}
+            return None
         evaluations = self._rule_evaluations(info.id, found)
         finals = _finals(info, given, complete)
         stats = rules.statistics(info.name, found, evaluations, total=0, finals=finals)
-        return rules.weak_labels(stats, evaluations, info.label_names)
+        return rule_votes.voting(stats, evaluations, info.label_names, self.settings.rule_vote_strength,
+                                 seed_cold_start=self.settings.rule_cold_start)
 
     def _rule_labels(self, info: ProjectInfo) -> dict[int, str]:
         """Record → the labels of the rules matching it, ``|``-joined (the export's ``rule_labels``)."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from core import io, multilabel
+from core import io, multilabel, rule_votes
 from core.config import Settings, load_settings
 from core.embeddings import Embedder, ProgressCallback, label_text, make_embedder
 from core.errors import LabelbotError
@@ -313,7 +313,8 @@ def run_simulation(
     progress : called with one human-readable line per step.
     cache_dir : keep embeddings across runs in this (git-ignored) folder.
     rules_path : keyword/regex rules, one ``<pattern> -> LABEL`` a line (``#`` comments), added to every
-        simulated project after its import: weak labels for the learner and the cold start (core.rules).
+        simulated project after its import: they vote in the model's predictions and seed the cold
+        start (core.rule_votes).
     multi_label : labels are ``|``-joined sets; None: when any training label contains ``|``.
     """
     started = time.perf_counter()
@@ -416,7 +417,6 @@ def run_simulation(
             "database_url": f"sqlite:///{Path(tmp) / 'simulate.db'}",
             "retrain_every": 0,  # the oracle drives retraining itself, step by step
             "answers_per_record": 1,
-            "rule_weak_labels": bool(rule_lines),  # --rules measures the rules as weak labels
         })
         service = LabelingService(sim_settings, embedder=cached)
         try:
@@ -430,7 +430,7 @@ def run_simulation(
                                                                text=texts[i]) for i in order])
                     for line in rule_lines:
                         service.add_rule(project, line, "simulate")
-                    curve = _replay(service, project, gold, test_X, test_gold, steps,
+                    curve = _replay(service, project, gold, (test_X, test_texts), test_gold, steps,
                                     lambda p, name=name, seed=seed: _emit(
                                         progress, f"{name} seed {seed + 1}/{seeds}: {p.labels} labels, "
                                         + (f"micro-F1 {p.micro_f1:.3f}, subset accuracy "
@@ -493,21 +493,22 @@ def _replay(
     service: LabelingService,
     project: str,
     gold: Sequence[str],
-    test_X: np.ndarray,
+    test: tuple[np.ndarray, Sequence[str]],
     test_gold: Sequence[str],
     steps: Sequence[int],
     on_point: Callable[[CurvePoint], None],
     set_labels: Sequence[str] | None = None,
 ) -> list[CurvePoint]:
     """Answer the service's picks with gold labels, scoring its model at every step of ``steps``
-    (``set_labels``: a multi-label project's labels; its gold labels are ``|``-joined sets)."""
+    (``test``: the test set's embeddings and texts, which the project's rules vote on; ``set_labels``: a
+    multi-label project's labels; its gold labels are ``|``-joined sets)."""
     answered: list[str] = []
     curve: list[CurvePoint] = []
 
     def evaluate(run_exists: bool) -> None:
         classifier = service.latest_classifier(project) if run_exists else None
         if classifier is not None:
-            predicted = classifier.predict(test_X)
+            predicted = rule_votes.predict(classifier, *test)
         else:
             # One label seen so far: the service trains nothing; the only sensible guess is that label.
             predicted = np.full(len(test_gold), max(set(answered), key=answered.count), dtype=object)

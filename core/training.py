@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core import aggregate as agg
-from core import handout, multilabel, rules, stopping
+from core import handout, multilabel, rule_votes, stopping
 from core.answers import active
 from core.gold import held_out_queue_rows
 from core.learner import EmbeddingClassifier, PoolScores, choose_c, cross_validated_metrics
@@ -87,13 +87,14 @@ def retrain(
     embedding_model: str,
     labels: tuple[list[tuple], set[int], str],
     learner: Callable[..., EmbeddingClassifier] = EmbeddingClassifier,
-    weak: Mapping[int, tuple[str, float]] | None = None,
+    rule_voting: rule_votes.RuleVoting | None = None,
 ) -> Trained:
     """Fit, rank, swap the queue; then compute the metrics that do not change the queue.
 
-    ``weak``: record → (label, weight) from the project's rules (``core.rules.weak_labels``): records
-    without a final label are added to the fit with that weight, and at a cold start the first batch
-    starts with rule-matched records spread over the rules' labels. Metrics use the human labels only.
+    ``rule_voting``: the project's rules as votes in the model's predictions (``core.rule_votes``), fitted
+    with the classifier and pickled with it; with its ``seed_cold_start`` half of a cold start's first batch
+    is rule-matched records spread over the rules' labels. The classifier and its metrics use the human
+    labels only; the ranking reads the classifier's own scores.
 
     ``labels``: the answers, the complete record ids and their fingerprint, read in one snapshot.
     ``learner`` makes the project's unfitted classifier (for the fit and its cross-validation; ``C=``
@@ -104,26 +105,24 @@ def retrain(
     answers, complete, fingerprint = labels
     pool = pools.pool(state)
     labeled_rows, y, candidates = training_rows(pool, aggregate_answers(info, answers), complete)
-    # A rule names one label, not a set: multi-label projects train on the human answers only.
-    weak_rows, weak_y, weak_w = rules.weak_rows(pool.ids, {} if info.multi_label else weak or {}, candidates)
-    classifier = scores = None
+    # A rule names one label, not a set: multi-label projects' predictions are the classifier's own.
+    voting = None if info.multi_label else rule_voting
+    classifier = scores = own_scores = None
     classes: tuple[str, ...] = ()
     if len(set(y)) >= 2:
-        if len(weak_rows):
-            fit_rows = np.concatenate([labeled_rows, weak_rows])
-            fit_y = np.concatenate([y.astype(object), weak_y])
-            fit_w = np.concatenate([np.ones(len(y)), weak_w])
-            classifier = learner().fit(pool.vectors[fit_rows], fit_y, fit_w)
-        else:
-            classifier = learner().fit(pool.vectors[labeled_rows], y)
+        classifier = learner().fit(pool.vectors[labeled_rows], y)
+        if voting is not None:
+            classifier.rule_votes_ = rule_votes.fit_votes(voting, classifier.classes_)
         # Per row only the top classes and the entropy, in blocks: the pool may be a float16 memmap,
         # and its (rows, classes) probabilities would be 616 MB at 1M x 77 in float64.
-        scores = classifier.score_pool(pool.vectors)
+        own_scores = classifier.score_pool(pool.vectors)
+        # The guesses with the rules' votes; the ranking reads the classifier's own uncertainty.
+        scores = rule_votes.with_votes(classifier, pool.vectors, pool.ids, own_scores)
         # A multi-label model's classes are its label sets by bitmask (SetNames), never listed.
         classes = classifier.classes_ if info.multi_label else tuple(str(c) for c in classifier.classes_)
     picks = get_strategy(info.strategy).query(
         proba=None,
-        scores=scores,
+        scores=own_scores,
         embeddings=pool.vectors,
         candidates=candidates,
         classes=classes,
@@ -132,9 +131,14 @@ def retrain(
         labeled=labeled_rows,
         batch_size=batch_size,  # labelers answer this many before the next retrain rebuilds the queue
     )
-    if scores is None and len(weak_rows):  # a cold start: the rules' matches first, over their labels
+    seed_rows, seed_labels = (
+        rule_votes.cold_start_rows(voting, pool.ids, candidates, info.label_names)
+        if scores is None and voting is not None and voting.seed_cold_start
+        else (np.zeros(0, np.int64), np.zeros(0, object))
+    )
+    if len(seed_rows):  # a cold start: the rules' matches first, over their labels
         n_seeds = min(len(picks), batch_size // 2)
-        seeds = rules.seed_rows(weak_rows, weak_y, n_seeds, np.random.default_rng(len(y)))
+        seeds = rule_votes.seed_rows(seed_rows, seed_labels, n_seeds, np.random.default_rng(len(y)))
         seeded = {row for row, _ in seeds}
         picks = [Pick(row, 0.0, f"a rule says {label}") for row, label in seeds] + [
             p for p in picks if p.index not in seeded

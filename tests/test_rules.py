@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from core.errors import LabelbotError, UnknownLabel
 from core.io import ImportRow
 from core.learner import EmbeddingClassifier
 from core.service import LabelingService
-from core.types import RuleInfo
 from tests.conftest import make_settings, write_csv
 
 LABELS = ["refund", "card", "other"]
@@ -210,76 +208,6 @@ def test_a_row_of_weight_zero_changes_nothing_and_weights_reach_the_fit() -> Non
     np.testing.assert_allclose(zero.predict_proba(X), plain.predict_proba(X), atol=1e-4)
     heavy = EmbeddingClassifier(random_state=0).fit(both_X, both_y, np.r_[np.ones(40), np.full(40, 3.0)])
     assert np.mean(heavy.predict(X) == flipped) > max(0.5, np.mean(plain.predict(X) == flipped))
-
-
-def _info(
-    rule_id: int, label: str, *, agreeing: int = 0, labeled: int = 0, timed_out: bool = False
-) -> RuleInfo:
-    return RuleInfo(id=rule_id, project="p", label=label, kind="keywords", pattern="x", created_by="u",
-                    created_at=datetime.now(UTC), description="", agreeing=agreeing, labeled=labeled,
-                    timed_out=timed_out)  # fmt: skip
-
-
-def test_weak_labels_by_hand() -> None:
-    found = [
-        _info(1, "refund", agreeing=5, labeled=5),  # shrunk (5 + 3.5) / 10 = 0.85
-        _info(2, "card"),  # no labeled matches: the prior, 0.7
-        _info(3, "other", agreeing=0, labeled=10),  # (0 + 3.5) / 15 < 0.5: no examples
-        _info(4, "card", timed_out=True),
-        _info(5, "gone"),  # a label no longer in the set
-    ]
-    evaluations = {
-        1: rules.Evaluation(frozenset({1, 2, 3})),
-        2: rules.Evaluation(frozenset(range(3, 23))),  # 20 records: the weight is shared, 10 / 20
-        3: rules.Evaluation(frozenset({30})),
-        4: rules.Evaluation(frozenset(), timed_out=True),
-        5: rules.Evaluation(frozenset({40})),
-    }
-    weak = rules.weak_labels(found, evaluations, LABELS)
-    assert set(weak) == {1, 2} | set(range(4, 23))  # 3 is claimed by refund and card: left out
-    assert weak[1] == ("refund", pytest.approx(0.85))
-    assert weak[10] == ("card", pytest.approx(0.7 * 10 / 20))
-
-
-def test_seed_rows_spread_over_the_labels() -> None:
-    rows = np.asarray([10, 11, 12, 13, 20, 21, 30])
-    labels = np.asarray(["a", "a", "a", "a", "b", "b", "c"], dtype=object)
-    seeds = rules.seed_rows(rows, labels, 3, np.random.default_rng(0))
-    assert sorted(label for _, label in seeds) == ["a", "b", "c"]
-    assert all(dict(zip(rows.tolist(), labels, strict=True))[row] == label for row, label in seeds)
-    assert len(rules.seed_rows(rows, labels, 10, np.random.default_rng(0))) == 7
-
-
-def test_a_retrain_learns_a_label_only_rules_gave_and_a_cold_start_asks_about_their_matches(
-    tmp_path: Path,
-) -> None:
-    settings = make_settings(tmp_path, label_name_weight=0, rule_weak_labels=True)
-    service = LabelingService(settings, embedder=HashingEmbedder(64))
-    try:
-        ids = _project(service, tmp_path)
-        service.add_rule("p", "refund -> refund", "U_ADMIN")  # r1 r4 (r2 is "Refund" too)
-        service.add_rule("p", "hello -> other", "U_ADMIN")
-        service.retrain("p", queue_size=4)  # no answers: the cold start
-        first = service.next_records("p", "U1", 4)
-        by_rule = [c for c in first if c.reason.startswith("a rule says")]
-        assert {c.reason for c in by_rule} == {"a rule says refund", "a rule says other"}
-        for key, label in {"r3": "card", "r5": "card", "r7": "other", "r8": "other"}.items():
-            service.record_answer("p", ids[key], "U1", label)
-        run = service.retrain("p")
-        assert run is not None and run.n_labels == 4  # weak labels train, but are no labels
-        classifier = service.latest_classifier("p")
-        assert "refund" in classifier.classes_
-        service.settings = service.settings.model_copy(update={"rule_weak_labels": False})  # the default
-        service.retrain("p")
-        assert "refund" not in service.latest_classifier("p").classes_
-        service.settings = settings
-        assert service.status("p").labeled == 4
-        for rule in service.list_rules("p"):
-            service.remove_rule("p", rule.id)
-        service.retrain("p")
-        assert "refund" not in service.latest_classifier("p").classes_
-    finally:
-        service.close()
 
 
 def test_simulate_takes_a_rules_file(tmp_path: Path) -> None:
