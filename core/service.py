@@ -988,9 +988,16 @@ class LabelingService:
         else:
             pool = self.pools.pool(state)
             rows, y, _ = training.training_rows(pool, training.aggregate_answers(info, given), complete)
-            report = stopping.cv_report(
-                pool.vectors[rows], y, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
-            )
+            if info.multi_label:  # per-label F1 of the one-vs-rest learner (sets are not classes)
+                report = stopping.multilabel_cv_report(
+                    pool.vectors[rows], y, labels=info.label_names,
+                    estimator_factory=functools.partial(MultiLabelClassifier, labels=info.label_names,
+                                                        random_state=0),
+                )
+            else:
+                report = stopping.cv_report(
+                    pool.vectors[rows], y, estimator_factory=lambda: EmbeddingClassifier(random_state=0)
+                )
             with self._lock:
                 self._advice_cache[info.id] = (fingerprint, report)
         return stopping.advise(
@@ -999,6 +1006,7 @@ class LabelingService:
             label_names=info.label_names,
             per_class_f1=report.per_class_f1,
             support=report.support,
+            multi_label=info.multi_label,
         )
 
     def review_queue(self, project: ProjectKey, limit: int = 10) -> list[ReviewItem]:

@@ -274,7 +274,8 @@ def stability_metrics(
     classes: tuple[str, ...],
     embedding_model: str,
 ) -> dict[str, float]:
-    """``{"stability_kappa": κ}`` between an earlier model and this one on a fixed unlabeled sample.
+    """``{"stability_kappa": κ}`` between an earlier model and this one on a fixed unlabeled sample (a
+    multi-label project's: the mean per-label κ, ``stopping.multilabel_prediction_kappa``).
 
     The earlier model is the latest trained on ``stopping.stability_gap`` fewer labels or less (see
     there why not simply the previous one), read back from its stored blob. Empty until such a model
@@ -302,6 +303,8 @@ def stability_metrics(
     sample = unlabeled[stopping.stable_sample(pool.ids[unlabeled], seed=info.id)]
     before = [str(label) for label in model.predict(pool.vectors[sample])]
     after = [classes[i] for i in scores.best[sample]]
+    if info.multi_label:  # sets: per label, each a yes/no question (core.stopping)
+        return {"stability_kappa": stopping.multilabel_prediction_kappa(before, after, info.label_names)}
     return {"stability_kappa": stopping.prediction_kappa(before, after)}
 
 

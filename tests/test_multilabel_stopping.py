@@ -4,17 +4,24 @@ plateau test on cross-validated micro-/macro-F1, weak labels by per-label F1 (co
 from __future__ import annotations
 
 import csv
+import pickle
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
+from sqlalchemy import select
 
 from core import multilabel, stopping
 from core.embeddings import HashingEmbedder
+from core.io import ImportRow
+from core.models import Annotation, Embedding, ModelRun
 from core.multilabel_learner import MultiLabelClassifier, multilabel_cv_metrics
+from core.service import LabelingService
+from core.store import read_session
 from core.types import ModelRunInfo
-from tests.conftest import SHARED
+from tests.conftest import SHARED, make_settings
 
 LABELS = ["a", "b", "c"]
 XED = SHARED / "datasets" / "xed_en_multilabel"
@@ -109,3 +116,47 @@ def test_multilabel_cv_report_gives_per_label_f1_with_the_run_metrics_folds() ->
     assert {x: rare.per_class_f1[x] for x in labels} == pytest.approx(report.per_class_f1)
     few = stopping.multilabel_cv_report(X[:5], y[:5], labels=labels, estimator_factory=factory)
     assert few.metrics == {} and few.per_class_f1 == {}
+
+
+# ------------------------------------------------------------------------------------------ the facade
+
+
+def test_multi_label_retrains_store_per_label_kappa_and_the_advice_names_weak_labels(tmp_path: Path) -> None:
+    rows = xed_rows(400)
+    service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))
+    try:
+        labels = sorted({x for r in rows for x in multilabel.split(r["labels"])})
+        service.create_project("x", labels, multi_label=True)
+        service.import_rows("x", [ImportRow(line=i + 2, external_id=str(i), text=r["text"])
+                                  for i, r in enumerate(rows)])
+        for _ in range(7):
+            for record in service.next_records("x", "oracle", 20):
+                service.record_answer("x", record.record_id, "oracle",
+                                      list(multilabel.split(rows[int(record.external_id)]["labels"])))
+            service.retrain("x")
+        runs = service.run_history("x")
+        assert [r.n_labels for r in runs] == [20, 40, 60, 80, 100, 120, 140]
+        assert ["stability_kappa" in r.metrics for r in runs] == [False] * 3 + [True] * 4
+        # The last κ from the stored models (140 labels against 80), label by label.
+        with read_session(service.engine) as session:
+            blobs = dict(session.execute(select(ModelRun.n_labels, ModelRun.model_blob)).all())
+            vectors = session.execute(
+                select(Embedding.record_id, Embedding.vector).order_by(Embedding.record_id)
+            ).all()
+            labeled = set(session.execute(select(Annotation.record_id)).scalars())
+        unlabeled = [(rid, np.frombuffer(v, dtype=np.float32)) for rid, v in vectors if rid not in labeled]
+        ids = np.array([rid for rid, _ in unlabeled])
+        seed = service.get_project("x").id
+        sample = np.stack([v for _, v in unlabeled])[stopping.stable_sample(ids, seed=seed)]
+        before, after = (pickle.loads(blobs[n]).predict(sample).tolist() for n in (80, 140))
+        expected = stopping.multilabel_prediction_kappa(before, after, labels)
+        assert runs[-1].metrics["stability_kappa"] == pytest.approx(expected)
+        advice = service.stopping_advice("x")
+        assert advice.n_labels == 140
+        assert advice.kappas == tuple(r.metrics["stability_kappa"] for r in runs[-3:])
+        # Weak labels are label names with per-label F1, never sets.
+        assert advice.weak_labels and {w.label for w in advice.weak_labels} <= set(labels)
+        assert all(w.f1 is None or 0.0 <= w.f1 < stopping.WEAK_F1 for w in advice.weak_labels)
+        assert "per-label" in advice.message
+    finally:
+        service.close()
