@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     # model (cards still show them). 0.25: docs/benchmarks.md, "Rules in the model's predictions".
     rule_vote_strength: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False)
     # Half of a cold start's first batch from the rules' matches, one label after another (with a vote
-    # strength above 0). Off: it cost the default strategy's representative first batch accuracy.
+    # strength above 0). Off: it displaces the default strategy's representative first batch and gained
+    # nothing consistent (docs/benchmarks.md, "Rules in the model's predictions").
     rule_cold_start: bool = False
     # Records ranked and stored per retrain: handing out the next one is a lookup.
     queue_size: int = Field(default=500, ge=1)
