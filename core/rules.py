@@ -20,6 +20,7 @@ from datetime import datetime
 import regex
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from core import multilabel
 from core.errors import LabelbotError, UnknownLabel
 from core.models import Record, Rule
 from core.store import reading
@@ -276,9 +277,12 @@ def statistics(
     *,
     total: int,
     finals: Mapping[int, str],
+    multi_label: bool = False,
 ) -> list[RuleInfo]:
     """Per rule: coverage, overlap (matched by another rule too), conflicts (matched by another rule of
-    a different label) and precision against ``finals`` (record → final label)."""
+    a different label) and precision against ``finals`` (record → final label). ``multi_label``: the
+    finals are ``|``-joined sets, a rule is right where its label is in the set, and two labels' rules on
+    one record are no conflict (a record may be both)."""
     by_label: dict[str, set[int]] = {}
     hits: dict[int, int] = {}  # record → rules matching it
     for rule in rules:
@@ -296,7 +300,10 @@ def statistics(
         evaluation = evaluations[rule.id]
         found = evaluation.matched
         labeled = [finals[rid] for rid in found if rid in finals]
-        agreeing = sum(label == rule.label for label in labeled)
+        if multi_label:
+            agreeing = sum(rule.label in multilabel.split(label) for label in labeled)
+        else:
+            agreeing = sum(label == rule.label for label in labeled)
         out.append(
             RuleInfo(
                 id=int(rule.id or 0),
@@ -310,7 +317,7 @@ def statistics(
                 total=total,
                 matched=len(found),
                 overlap=sum(hits[rid] > 1 for rid in found),
-                conflicts=sum(label_hits[rid] > 1 for rid in found),
+                conflicts=0 if multi_label else sum(label_hits[rid] > 1 for rid in found),
                 labeled=len(labeled),
                 agreeing=agreeing,
                 precision=agreeing / len(labeled) if len(labeled) >= MIN_PRECISION_SUPPORT else None,

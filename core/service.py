@@ -1046,7 +1046,7 @@ class LabelingService:
             total = ingest.counts(conn, info.id)[0]
             given, complete = answers.load(conn, info.id), answers.complete_ids(conn, info.id)
         return rules.statistics(info.name, found, self._rule_evaluations(info.id, found), total=total,
-                                finals=_finals(info, given, complete))  # fmt: skip
+                                finals=_finals(info, given, complete), multi_label=info.multi_label)
 
     def remove_rule(self, project: ProjectKey, rule_id: int) -> RuleInfo:
         """Delete a rule (answers are untouched: a rule never gave any); returns it as it was."""

@@ -247,3 +247,22 @@ def test_a_retired_labels_rules_stay_listed_but_match_nothing(
     service.export("p", tmp_path / "out.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {line["id"]: line["rule_labels"] for line in lines}["r7"] is None
+
+
+def test_a_multi_label_rule_is_right_where_its_label_is_in_the_set(tmp_path: Path) -> None:
+    service = LabelingService(make_settings(tmp_path), embedder=HashingEmbedder(64))
+    try:
+        service.create_project("m", LABELS, multi_label=True)
+        rows = [{"id": k, "text": v} for k, v in TEXTS.items()]
+        service.import_file("m", write_csv(tmp_path / "m.csv", rows))
+        service.add_rule("m", "refund -> refund", "U_ADMIN")  # r1 r2 r4
+        service.add_rule("m", "card -> card", "U_ADMIN")  # r3 r4
+        for key, answer in {"r1": ["refund", "card"], "r2": ["refund"], "r4": ["card"], "r3": []}.items():
+            service.record_answer("m", service.find_record("m", key).record_id, "U1", answer)
+        refund, card = service.list_rules("m")
+        assert (refund.agreeing, refund.labeled) == (2, 3)  # r1's set holds refund too
+        assert (card.agreeing, card.labeled) == (1, 2)  # r4 yes, r3 "none of these"
+        assert refund.conflicts == card.conflicts == 0  # r4 may be both
+        assert refund.overlap == card.overlap == 1
+    finally:
+        service.close()
