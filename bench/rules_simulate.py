@@ -1,12 +1,13 @@
-"""Rules as weak labels through the real loop: ``labelbot simulate`` with and without ``--rules`` on
-Banking77 and HWU64 (official test splits), 3 seeds, up to 200 labels; the rules come from the label names
-only (bench/rules/make_rules.py). Embeddings are cached under bench/.cache/simulate/.
+"""Rules in the model's predictions through the real loop: ``labelbot simulate`` with and without
+``--rules`` (official test splits), 3 seeds, up to 200 labels, on Banking77, HWU64 and XED multi-label;
+the rules files come from bench/rules/make_rules.py. Embeddings are cached under bench/.cache/simulate/.
 
-    .venv/bin/python bench/rules_simulate.py banking77 [--budget 200] [--seeds 3]
+    .venv/bin/python bench/rules_simulate.py banking77 [--rules FILE] [--strengths 0.25 ...] [--cold-start]
 
 Equivalent to ``labelbot simulate ../shared/datasets/banking77/train.csv --text-column text
 --label-column category --test-file ../shared/datasets/banking77/test.csv --budget 200 --seeds 3
---rules bench/rules/banking77.txt`` (and without ``--rules``), with the embedding cache.
+--rules bench/rules/banking77.txt`` (and without ``--rules``; ``LABELBOT_RULE_VOTE_STRENGTH`` and
+``LABELBOT_RULE_COLD_START`` for the other conditions), with the embedding cache.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from core.simulate import CachingEmbedder, run_simulation
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parent.parent / "shared" / "datasets"
-DATASETS = {"banking77": "category", "hwu64": "label"}
+DATASETS = {"banking77": "category", "hwu64": "label", "xed_en_multilabel": "labels"}
 POINTS = (50, 100, 200)
 
 
@@ -60,14 +61,16 @@ def main() -> None:
             embedder=embedder, rules_path=rules,
         )
         out[condition] = {
-            name: {p.labels: (p.accuracy, p.accuracy_std, p.macro_f1) for p in curve if p.labels in POINTS}
+            name: {p.labels: (p.accuracy, p.accuracy_std, p.macro_f1, p.micro_f1)
+                   for p in curve if p.labels in POINTS}
             for name, curve in result.runs.items()
         }
         print(f"{args.dataset} {condition}: {time.perf_counter() - started:.0f} s, load average "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         for name, points in out[condition].items():
-            for labels, (acc, std, f1) in sorted(points.items()):
-                print(f"  {name:14s} {labels:4d} labels: accuracy {acc:.3f} ± {std:.3f}, macro-F1 {f1:.3f}",
+            for labels, (acc, std, f1, micro) in sorted(points.items()):
+                what = "accuracy" if micro is None else f"micro-F1 {micro:.3f}, subset accuracy"
+                print(f"  {name:14s} {labels:4d} labels: {what} {acc:.3f} ± {std:.3f}, macro-F1 {f1:.3f}",
                       flush=True)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)

@@ -1067,7 +1067,11 @@ def simulate(
         str, typer.Option(help='Column with the gold label; multi-label: the set joined by "|".')
     ] = "label",
     test_file: Annotated[Path | None, typer.Option(help="Test data (default: a held-out 20% split).")] = None,
-    strategy: Annotated[str, typer.Option(help="Query strategy to compare with random.")] = "margin-kmeans",
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Query strategy to compare with random (default: a new project's; "
+                          "max-uncertainty-kmeans for multi-label files)."),
+    ] = None,
     budget: Annotated[int, typer.Option(help="Labels to spend.")] = 1000,
     seeds: Annotated[int, typer.Option(help="Repetitions (mean ± std).")] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the curves as JSON.")] = None,

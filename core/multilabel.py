@@ -119,6 +119,19 @@ def indicator(texts: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
     return rows
 
 
+def base_rates(info: ProjectInfo, texts: Iterable[str]) -> dict[str, float]:
+    """Each label's share of the sets ``texts``, smoothed as if one set had it and one did not (so a label
+    never seen is at 1/2 before any answer, not at 0)."""
+    counts = dict.fromkeys(info.label_names, 0)
+    n = 0
+    for text in texts:
+        n += 1
+        for name in split(text):
+            if name in counts:
+                counts[name] += 1
+    return {name: (count + 1) / (n + 2) for name, count in counts.items()}
+
+
 def yes_no(text: str, label: str) -> str:
     """One label of a set answer as the yes/no question it is aggregated as."""
     return "yes" if label in split(text) else "no"

@@ -53,9 +53,13 @@ def check_gold_rate(rate: float) -> float:
     return rate
 
 
-def check_strategy(name: str) -> str:
+def check_strategy(name: str, *, multi_label: bool = False) -> str:
     if name not in STRATEGIES:
         raise LabelbotError(f"Unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}.")
+    if multi_label and not STRATEGIES[name].multi_label:
+        suited = ", ".join(sorted(n for n, cls in STRATEGIES.items() if cls.multi_label))
+        raise LabelbotError(f"Strategy {name!r} compares a record's two likeliest labels, which the sets "
+                            f"of a multi-label project do not have; choose one of {suited}.")
     return name
 
 

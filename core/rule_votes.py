@@ -12,13 +12,17 @@ change the guesses (cards, export, Show similar) and the test predictions of a s
 reads the classifier's own uncertainty, since that is what a label teaches (ranking on the voted
 probabilities did no better).
 
+In a multi-label project each label is a yes/no of its own: a rule adds ``strength · (logit(q) -
+logit(base rate))`` to its label's log-odds, the base rate being the label's share of the labeled sets.
+
 The votes are fitted with the classifier (``classifier.rule_votes_``, pickled with its run), so every
 process that loads the run scores the pool the same way without evaluating rules itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +30,10 @@ from scipy import sparse
 
 from core import rules
 from core.learner import POOL_BLOCK, EmbeddingClassifier, PoolScores
+from core.multilabel_learner import MultiLabelClassifier, MultiLabelScores, SetNames
 from core.types import RuleInfo
+
+Classifier = EmbeddingClassifier | MultiLabelClassifier
 
 #: The votes' default temper (``Settings.rule_vote_strength``); 0 leaves the classifier alone.
 DEFAULT_STRENGTH = 0.25
@@ -56,12 +63,14 @@ class RuleVoting:
 
 @dataclass(frozen=True)
 class RuleVotes:
-    """The votes fitted with a classifier: its ``classes`` and each matched record's bias over them."""
+    """The votes fitted with a classifier: its ``classes`` (a multi-label classifier's: its labels, each a
+    yes/no) and each matched record's bias over them."""
 
     rules: tuple[WeightedRule, ...]
     classes: tuple[str, ...]
     record_ids: np.ndarray  # sorted, unique
     bias: sparse.csr_matrix  # (len(record_ids), len(classes)): log-odds added to the logits
+    multi_label: bool = False
 
     def rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions in ``ids`` of voted records, and their rows of ``bias``."""
@@ -85,6 +94,16 @@ def log_odds(precision: float, n_labels: int, strength: float) -> float:
     return float(strength * np.log(q * (n_labels - 1) / (1.0 - q)))
 
 
+def label_log_odds(precision: float, base_rate: float, strength: float) -> float:
+    """A multi-label rule's vote on its label's yes/no: ``strength · (logit(q) - logit(base rate))``, the
+    log of how much likelier the label is where the rule fires than anywhere; never below 0."""
+    if strength <= 0:
+        return 0.0
+    q = min(max(precision, 1e-6), MAX_PRECISION)
+    base = min(max(base_rate, 1e-6), MAX_PRECISION)
+    return float(strength * max(0.0, np.log(q / (1 - q)) - np.log(base / (1 - base))))
+
+
 def voting(
     stats: Sequence[RuleInfo],
     evaluations: dict[int, rules.Evaluation],
@@ -92,23 +111,32 @@ def voting(
     strength: float,
     *,
     seed_cold_start: bool = False,
+    base_rates: Mapping[str, float] | None = None,
 ) -> RuleVoting | None:
     """The rules of labels still in the set that did not time out, each weighed by its precision on the
-    labels so far shrunk toward ``PRIOR_PRECISION``; None without any."""
+    labels so far shrunk toward ``PRIOR_PRECISION``; None without any. ``base_rates`` (a multi-label
+    project's: each label's share of the labeled sets) weigh a rule against its label's base rate."""
     weighted, matched = [], []
     for rule in stats:
         evaluation = evaluations.get(rule.id)
         if evaluation is None or evaluation.timed_out or rule.label not in label_names:
             continue
-        weight = log_odds(shrunk_precision(rule), len(label_names), strength)
+        precision = shrunk_precision(rule)
+        weight = (
+            log_odds(precision, len(label_names), strength) if base_rates is None
+            else label_log_odds(precision, base_rates.get(rule.label, 0.5), strength)
+        )
         if weight > 0 and evaluation.matched:
             weighted.append(WeightedRule(rule.kind, rule.pattern, rule.label, weight))
             matched.append(evaluation.matched)
     return RuleVoting(tuple(weighted), tuple(matched), seed_cold_start) if weighted else None
 
 
-def fit_votes(spec: RuleVoting, classes: Sequence[str]) -> RuleVotes:
-    """The votes over a fitted classifier's ``classes`` (a rule of a class it does not know is left out)."""
+def fit_votes(spec: RuleVoting, classifier: Classifier) -> RuleVotes:
+    """The votes over a fitted classifier's classes, or a multi-label classifier's labels (a rule of a
+    class it does not know is left out)."""
+    multi_label = isinstance(classifier.classes_, SetNames)
+    classes = tuple(classifier.classes_.labels) if multi_label else tuple(str(c) for c in classifier.classes_)
     column = {str(c): i for i, c in enumerate(classes)}
     ids: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -126,21 +154,32 @@ def fit_votes(spec: RuleVoting, classes: Sequence[str]) -> RuleVotes:
         shape=(len(record_ids), len(classes)),
     ).tocsr()
     kept = tuple(rule for rule in spec.rules if rule.label in column)
-    return RuleVotes(kept, tuple(str(c) for c in classes), record_ids, bias)
+    return RuleVotes(kept, classes, record_ids, bias, multi_label)
 
 
 def votes_of(classifier: object) -> RuleVotes | None:
     return getattr(classifier, "rule_votes_", None)
 
 
-def _voted(proba: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _voted(votes: RuleVotes, proba: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Probabilities with the votes' log-odds added: to each label's own yes/no logit in a multi-label
+    model, else to the class's logit and normalised over the classes."""
+    if votes.multi_label:
+        p = np.clip(proba, 1e-7, 1 - 1e-7)
+        return 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + bias)))
     out = proba * np.exp(bias)
     out /= out.sum(axis=1, keepdims=True)
     return out
 
 
+def _summary(votes: RuleVotes, proba: np.ndarray, dtype: np.dtype) -> PoolScores:
+    if votes.multi_label:
+        return MultiLabelScores.from_label_proba(proba)
+    return PoolScores.from_proba(proba.astype(dtype))
+
+
 def score_pool(
-    classifier: EmbeddingClassifier, vectors: np.ndarray, ids: np.ndarray, **scoring: int
+    classifier: Classifier, vectors: np.ndarray, ids: np.ndarray, **scoring: int
 ) -> PoolScores:
     """``classifier.score_pool(vectors)`` with the votes (``ids``: the record id of each row; ``scoring``:
     ``score_pool``'s block_rows and threads)."""
@@ -148,7 +187,7 @@ def score_pool(
 
 
 def with_votes(
-    classifier: EmbeddingClassifier, vectors: np.ndarray, ids: np.ndarray, scores: PoolScores
+    classifier: Classifier, vectors: np.ndarray, ids: np.ndarray, scores: PoolScores
 ) -> PoolScores:
     """``scores`` (the classifier's own, left as they are) with the rows of voted records scored again
     with their votes; ``scores`` itself without votes."""
@@ -158,19 +197,19 @@ def with_votes(
     rows, bias_rows = votes.rows_of(ids)
     if len(rows) == 0:
         return scores
-    copies = (scores.top_classes.copy(), scores.top_proba.copy(), scores.entropy.copy())
-    out = PoolScores(*copies, scores.n_classes)
+    # Every per-row array of the scores (a multi-label model's carry more), copied, then voted rows redone.
+    per_row = [f.name for f in dataclasses.fields(scores) if isinstance(getattr(scores, f.name), np.ndarray)]
+    out = dataclasses.replace(scores, **{name: getattr(scores, name).copy() for name in per_row})
     for start in range(0, len(rows), POOL_BLOCK):
         block, block_bias = rows[start : start + POOL_BLOCK], bias_rows[start : start + POOL_BLOCK]
-        proba = _voted(classifier.predict_proba(vectors[block]), votes.bias[block_bias].toarray())
-        voted = PoolScores.from_proba(proba.astype(out.top_proba.dtype))
-        out.top_classes[block] = voted.top_classes
-        out.top_proba[block] = voted.top_proba
-        out.entropy[block] = voted.entropy
+        proba = _voted(votes, classifier.predict_proba(vectors[block]), votes.bias[block_bias].toarray())
+        voted = _summary(votes, proba, out.top_proba.dtype)
+        for name in per_row:
+            getattr(out, name)[block] = getattr(voted, name)
     return out
 
 
-def predict(classifier: EmbeddingClassifier, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+def predict(classifier: Classifier, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
     """Labels of texts that are not records (a simulation's test set): the votes' rules run on ``texts``."""
     votes = votes_of(classifier)
     if votes is None:
@@ -184,7 +223,10 @@ def predict(classifier: EmbeddingClassifier, X: np.ndarray, texts: Sequence[str]
                 pattern = rules.compiled(rule.kind, rule.pattern)
                 hit = [i for i, text in enumerate(texts) if rules.matches(pattern, text)]
                 bias[hit, column[rule.label]] += rule.log_odds
-        proba = _voted(proba, bias)
+        proba = _voted(votes, proba, bias)
+    if votes.multi_label:
+        return np.array([classifier.classes_[m] for m in MultiLabelScores.from_label_proba(proba).best],
+                        dtype=object)
     return np.asarray(classifier.classes_)[np.argmax(proba, axis=1)]
 
 

@@ -227,7 +227,7 @@ class LabelingService:
             "answers_per_record": check_answers_per_record(
                 self.settings.answers_per_record if answers_per_record is None else answers_per_record
             ),
-            "strategy": check_strategy(strategy or self.settings.strategy),
+            "strategy": check_strategy(strategy or self.settings.strategy, multi_label=multi_label),
             "gold_rate": check_gold_rate(self.settings.gold_rate),
             **({"multi_label": True} if multi_label else {}),
         }
@@ -260,14 +260,14 @@ class LabelingService:
         changes: dict[str, Any] = {}
         if answers_per_record is not None:
             changes["answers_per_record"] = check_answers_per_record(answers_per_record)
-        if strategy is not None:
-            changes["strategy"] = check_strategy(strategy)
         if extra_answer_on_disagreement is not None:
             changes["extra_answer_on_disagreement"] = bool(extra_answer_on_disagreement)
         if gold_rate is not None:
             changes["gold_rate"] = check_gold_rate(gold_rate)
         with writing(self.engine) as conn:
             info = self.projects.info(conn, name)
+            if strategy is not None:
+                changes["strategy"] = check_strategy(strategy, multi_label=info.multi_label)
             self.projects.update_settings(conn, info, changes)
             info = self.projects.info(conn, info.id)
             # Completeness depends on k and the routing: recompute it for every record.
@@ -1074,7 +1074,7 @@ class LabelingService:
     ) -> rule_votes.RuleVoting | None:
         """The project's rules weighed by their precision on the labels so far, for a retrain
         (``core.rule_votes``); none when ``rule_vote_strength`` is 0 or there are no rules."""
-        if self.settings.rule_vote_strength <= 0 or info.multi_label:
+        if self.settings.rule_vote_strength <= 0:
             return None
         with reading(self.engine) as conn:
             found = rules.load(conn, info.id)
@@ -1082,9 +1082,12 @@ class LabelingService:
             return None
         evaluations = self._rule_evaluations(info.id, found)
         finals = _finals(info, given, complete)
-        stats = rules.statistics(info.name, found, evaluations, total=0, finals=finals)
+        stats = rules.statistics(info.name, found, evaluations, total=0, finals=finals,
+                                 multi_label=info.multi_label)  # fmt: skip
         return rule_votes.voting(stats, evaluations, info.label_names, self.settings.rule_vote_strength,
-                                 seed_cold_start=self.settings.rule_cold_start)
+                                 seed_cold_start=self.settings.rule_cold_start,
+                                 base_rates=multilabel.base_rates(info, finals.values()) if info.multi_label
+                                 else None)  # fmt: skip
 
     def _rule_labels(self, info: ProjectInfo) -> dict[int, str]:
         """Record → the labels of the rules matching it, ``|``-joined (the export's ``rule_labels``)."""

@@ -43,8 +43,8 @@ from core.embeddings import Embedder, ProgressCallback, label_text, make_embedde
 from core.errors import LabelbotError
 from core.learner import DEFAULT_C, EmbeddingClassifier, choose_c, cross_validated_metrics
 from core.multilabel_learner import MultiLabelClassifier, multilabel_metrics
+from core.projects import check_strategy
 from core.service import LabelingService
-from core.strategies import STRATEGIES
 
 __all__ = [
     "BASELINE",
@@ -288,7 +288,7 @@ def run_simulation(
     text_column: str = "text",
     label_column: str = "label",
     test_path: str | Path | None = None,
-    strategy: str = "margin-kmeans",
+    strategy: str | None = None,
     budget: int = 1000,
     seeds: int = 3,
     settings: Settings | None = None,
@@ -305,7 +305,8 @@ def run_simulation(
     train_path : labeled CSV/TSV/JSONL file; its labels are hidden and revealed one answer at a time.
     text_column, label_column : columns of both files. Rows without a label are left out.
     test_path : labeled file to evaluate on; None holds out a stratified 20% of ``train_path`` (seed 0).
-    strategy : a name from ``core.strategies.STRATEGIES``.
+    strategy : a name from ``core.strategies.STRATEGIES``; None: a new project's default (the settings'
+        strategy; ``core.multilabel.DEFAULT_STRATEGY`` for multi-label files).
     budget : labels to reach (at least 10; capped at the number of training rows).
     seeds : runs per strategy; seed i imports the records in its own random order.
     settings : service settings (embedding model, batch size); the database is always a temporary one.
@@ -313,13 +314,12 @@ def run_simulation(
     progress : called with one human-readable line per step.
     cache_dir : keep embeddings across runs in this (git-ignored) folder.
     rules_path : keyword/regex rules, one ``<pattern> -> LABEL`` a line (``#`` comments), added to every
-        simulated project after its import: they vote in the model's predictions and seed the cold
-        start (core.rule_votes).
+        simulated project after its import: they vote in the model's predictions (core.rule_votes).
     multi_label : labels are ``|``-joined sets; None: when any training label contains ``|``.
     """
     started = time.perf_counter()
-    if strategy not in STRATEGIES:
-        raise LabelbotError(f"Unknown strategy {strategy!r}; choose one of {', '.join(sorted(STRATEGIES))}.")
+    if strategy is not None:
+        check_strategy(strategy)  # before reading the files; the multi-label check follows them
     if seeds < 1:
         raise LabelbotError(f"--seeds must be at least 1 (got {seeds}).")
     if budget < SEED_LABELS:
@@ -376,6 +376,9 @@ def run_simulation(
         notes.append(f"{len(rule_lines)} rules from {rules_path}")
 
     base = settings or load_settings()
+    if strategy is None:
+        strategy = multilabel.DEFAULT_STRATEGY if multi_label else base.strategy
+    check_strategy(strategy, multi_label=multi_label)
     if embedder is None:
         embedder = make_embedder(base.embedding_model, batch_size=base.embedding_batch_size,
                                  device=base.embedding_device)

@@ -117,6 +117,8 @@ class QueryStrategy(ABC):
     """Picks up to ``n`` unique candidates, most informative first."""
 
     name: ClassVar[str]
+    #: Whether it can rank a multi-label model's scores (sets have no second-best class to compare).
+    multi_label: ClassVar[bool] = True
 
     @abstractmethod
     def query(
@@ -305,6 +307,7 @@ class MarginSampling(_UncertaintyStrategy):
     """Smallest top-1 minus top-2 margin first (score = -margin)."""
 
     name = "margin"
+    multi_label = False
 
     def score(self, scores: PoolScores) -> np.ndarray:
         return -scores.margin()
@@ -353,6 +356,7 @@ class MarginKMeans(QueryStrategy):
     """
 
     name = "margin-kmeans"
+    multi_label = False
 
     def __init__(self, pick: str = "central", chunk: int = 10, factor: int | None = None) -> None:
         if pick not in ("uncertain", "central"):
@@ -431,6 +435,7 @@ class MaxUncertaintyKMeans(MarginKMeans):
     """
 
     name = "max-uncertainty-kmeans"
+    multi_label = True
 
     def doubt(self, scores: PoolScores) -> np.ndarray:
         uncertainty = getattr(scores, "uncertainty", None)

@@ -105,14 +105,12 @@ def retrain(
     answers, complete, fingerprint = labels
     pool = pools.pool(state)
     labeled_rows, y, candidates = training_rows(pool, aggregate_answers(info, answers), complete)
-    # A rule names one label, not a set: multi-label projects' predictions are the classifier's own.
-    voting = None if info.multi_label else rule_voting
     classifier = scores = own_scores = None
     classes: tuple[str, ...] = ()
     if len(set(y)) >= 2:
         classifier = learner().fit(pool.vectors[labeled_rows], y)
-        if voting is not None:
-            classifier.rule_votes_ = rule_votes.fit_votes(voting, classifier.classes_)
+        if rule_voting is not None:
+            classifier.rule_votes_ = rule_votes.fit_votes(rule_voting, classifier)
         # Per row only the top classes and the entropy, in blocks: the pool may be a float16 memmap,
         # and its (rows, classes) probabilities would be 616 MB at 1M x 77 in float64.
         own_scores = classifier.score_pool(pool.vectors)
@@ -132,8 +130,8 @@ def retrain(
         batch_size=batch_size,  # labelers answer this many before the next retrain rebuilds the queue
     )
     seed_rows, seed_labels = (
-        rule_votes.cold_start_rows(voting, pool.ids, candidates, info.label_names)
-        if scores is None and voting is not None and voting.seed_cold_start
+        rule_votes.cold_start_rows(rule_voting, pool.ids, candidates, info.label_names)
+        if scores is None and rule_voting is not None and rule_voting.seed_cold_start
         else (np.zeros(0, np.int64), np.zeros(0, object))
     )
     if len(seed_rows):  # a cold start: the rules' matches first, over their labels

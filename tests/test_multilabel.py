@@ -212,3 +212,15 @@ def test_max_uncertainty_kmeans_picks_records_near_half() -> None:
     )
     assert [p.index for p in picks] == [1, 2]
     assert picks[0].reason == "unsure whether it is a (0.50)"
+
+
+def test_strategies_that_compare_two_labels_are_refused_for_sets(service: LabelingService) -> None:
+    with pytest.raises(LabelbotError, match=r"do not have; choose one of .*max-uncertainty-kmeans"):
+        service.create_project("p", LABELS, multi_label=True, strategy="margin-kmeans")
+    assert service.list_projects() == []
+    service.create_project("p", LABELS, multi_label=True)
+    with pytest.raises(LabelbotError, match="multi-label project"):
+        service.configure_project("p", strategy="margin")
+    assert service.get_project("p").strategy == "max-uncertainty-kmeans"
+    assert service.configure_project("p", strategy="entropy").strategy == "entropy"
+    service.create_project("s", ["a", "b"], strategy="margin")  # single-label: any strategy

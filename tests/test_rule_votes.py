@@ -14,6 +14,7 @@ import pytest
 from core import rule_votes, rules
 from core.embeddings import HashingEmbedder
 from core.learner import EmbeddingClassifier, PoolScores
+from core.multilabel_learner import MultiLabelClassifier, MultiLabelScores
 from core.service import LabelingService
 from core.types import RuleInfo
 from tests.conftest import make_settings, write_csv
@@ -86,7 +87,7 @@ def test_a_vote_moves_only_the_records_its_rules_match_toward_their_label() -> N
         (frozenset({101, 125}), frozenset({125, 999}), frozenset({102})),
     )  # fmt: skip
     plain = classifier.score_pool(X)
-    classifier.rule_votes_ = rule_votes.fit_votes(spec, classifier.classes_)
+    classifier.rule_votes_ = rule_votes.fit_votes(spec, classifier)
     voted = rule_votes.score_pool(classifier, X, ids)
     proba = classifier.predict_proba(X)
     column = list(classifier.classes_).index("refund")
@@ -110,7 +111,7 @@ def test_predict_runs_the_rules_on_texts() -> None:
     classifier, X, _ = _toy()
     assert list(rule_votes.predict(classifier, X, [""] * 30)) == list(classifier.predict(X))  # no votes
     spec = rule_votes.RuleVoting((rule_votes.WeightedRule("regex", "/zzz/i", "other", 50.0),), (frozenset(),))
-    classifier.rule_votes_ = rule_votes.fit_votes(spec, classifier.classes_)
+    classifier.rule_votes_ = rule_votes.fit_votes(spec, classifier)
     texts = ["ZZZ" if i % 2 else "nothing" for i in range(30)]
     predicted = rule_votes.predict(classifier, X, texts)
     assert set(predicted[1::2]) == {"other"}  # an overwhelming vote wins wherever the rule matches
@@ -215,16 +216,52 @@ def test_another_process_guesses_with_the_votes_of_the_run(tmp_path: Path) -> No
             reader.close()
 
 
-def test_rules_never_vote_in_a_multi_label_project(tmp_path: Path) -> None:
+def test_label_log_odds_by_hand() -> None:
+    assert rule_votes.label_log_odds(0.8, 0.2, 1.0) == pytest.approx(math.log(4) - math.log(0.25))
+    assert rule_votes.label_log_odds(0.8, 0.2, 0.25) == pytest.approx(0.25 * math.log(16))
+    assert rule_votes.label_log_odds(0.3, 0.4, 1.0) == 0.0  # rarer where the rule fires: no vote
+
+
+def test_a_multi_label_vote_moves_its_label_s_yes_no_only() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 8)).astype(np.float32)
+    y = np.asarray([["refund", "card", "refund|card", "other"][i % 4] for i in range(40)], dtype=object)
+    classifier = MultiLabelClassifier(labels=LABELS, random_state=0).fit(X, y)
+    card_rule = rule_votes.WeightedRule("keywords", "a", "card", 2.0)
+    spec = rule_votes.RuleVoting((card_rule,), (frozenset({7, 9}),))
+    classifier.rule_votes_ = rule_votes.fit_votes(spec, classifier)
+    assert classifier.rule_votes_.multi_label and classifier.rule_votes_.classes == tuple(LABELS)
+    ids = np.arange(40)
+    own = classifier.score_pool(X)
+    voted = rule_votes.with_votes(classifier, X, ids, own)
+    P = classifier.predict_proba(X[[7, 9]])
+    logit = np.log(P[:, 1] / (1 - P[:, 1])) + 2.0
+    P[:, 1] = 1 / (1 + np.exp(-logit))
+    by_hand = MultiLabelScores.from_label_proba(P)
+    np.testing.assert_array_equal(voted.best[[7, 9]], by_hand.best)
+    np.testing.assert_allclose(voted.uncertainty[[7, 9]], by_hand.uncertainty, rtol=1e-5)
+    others = np.setdiff1d(ids, [7, 9])
+    np.testing.assert_array_equal(voted.best[others], own.best[others])
+    assert isinstance(voted, MultiLabelScores) and voted.uncertainty is not own.uncertainty
+    texts = ["a" if i in (7, 9) else "" for i in range(40)]
+    assert list(rule_votes.predict(classifier, X, texts)) == [classifier.classes_[m] for m in voted.best]
+
+
+def test_rules_vote_per_label_in_a_multi_label_project(tmp_path: Path) -> None:
     service = LabelingService(make_settings(tmp_path, rule_vote_strength=1.0), embedder=HashingEmbedder(64))
     try:
         service.create_project("m", LABELS, multi_label=True)
         path = write_csv(tmp_path / "m.csv", [{"id": k, "text": v} for k, v in TEXTS.items()])
         service.import_file("m", path)
-        service.add_rule("m", "refund -> refund", "U_ADMIN")
+        service.add_rule("m", "refund -> refund", "U_ADMIN")  # r1 r2 r4
         for key, answer in {"r1": ["refund"], "r3": ["card"], "r4": ["refund", "card"], "r7": []}.items():
             service.record_answer("m", service.find_record("m", key).record_id, "U1", answer)
         service.retrain("m")
-        assert rule_votes.votes_of(service.latest_classifier("m")) is None
+        votes = rule_votes.votes_of(service.latest_classifier("m"))
+        assert votes is not None and votes.multi_label
+        matched = {service.find_record("m", key).record_id for key in ("r1", "r2", "r4")}
+        assert set(votes.record_ids.tolist()) == matched
+        # Right on both labeled matches: (2 + 3.5) / 7; refund is in 2 of 4 sets: (2 + 1) / (4 + 2).
+        assert votes.rules[0].log_odds == pytest.approx(rule_votes.label_log_odds(5.5 / 7, 0.5, 1.0))
     finally:
         service.close()

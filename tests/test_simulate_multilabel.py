@@ -84,3 +84,18 @@ def test_cli_help_states_the_separator_and_the_flag(tmp_path: Path, monkeypatch:
     result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--multi-label" in result.output and 'joined by "|"' in result.output
+
+
+def test_a_multi_label_file_takes_the_multi_label_default_and_its_rules_vote(tmp_path: Path) -> None:
+    from core.errors import LabelbotError
+
+    train = write_csv(tmp_path / "train.csv", _rows("train", 200))
+    rules = tmp_path / "rules.txt"
+    rules.write_text("thank, love -> joy\n/\\bkill/i -> fear\n", encoding="utf-8")
+    result = run_simulation(train, label_column="labels", budget=20, seeds=1, rules_path=rules,
+                            settings=make_settings(tmp_path), embedder=HashingEmbedder(64))  # fmt: skip
+    assert result.strategy == "max-uncertainty-kmeans" and result.multi_label
+    assert f"2 rules from {rules}" in result.notes
+    with pytest.raises(LabelbotError, match="multi-label project"):
+        run_simulation(train, label_column="labels", strategy="margin-kmeans", budget=20, seeds=1,
+                       settings=make_settings(tmp_path), embedder=HashingEmbedder(64))  # fmt: skip

@@ -33,6 +33,7 @@ SHARED = HERE.parents[1].parent / "shared" / "datasets"
 DATASETS = {  # name: (train file, text column, label column)
     "banking77": (SHARED / "banking77" / "train.csv", "text", "category"),
     "hwu64": (SHARED / "hwu64" / "train.csv", "text", "label"),
+    "xed_en_multilabel": (SHARED / "xed_en_multilabel" / "train.csv", "text", "labels"),  # "|"-joined sets
 }
 STOPWORDS = {"a", "an", "and", "or", "the", "to", "of", "in", "on", "is", "not", "my", "for", "by", "with",
              "from", "at", "it", "be", "do", "why", "what", "how", "get", "set", "up", "qa"}
@@ -54,7 +55,7 @@ def make(name: str) -> list[str]:
     with open(path, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     texts = [row[text_column] for row in rows]
-    labels = sorted({row[label_column] for row in rows})  # the label SET (what a project is created with)
+    labels = sorted({n for row in rows for n in row[label_column].split("|")})  # the label set
     in_names = Counter(w for label in labels for w in set(words_of(label)))
     out = [f"# {name}: one rule per label from its name (bench/rules/make_rules.py); "
            f"{len(texts):,} train texts, labels never read"]
@@ -85,16 +86,19 @@ def from_sample(name: str) -> list[str]:
         rows = list(csv.DictReader(handle))
     sample = random.Random(1).sample(rows, READ_SAMPLE)
     by_word: dict[str, Counter] = defaultdict(Counter)
+    texts_with: Counter = Counter()  # a word's sample texts (a multi-label text counts once)
     for row in sample:
         for word in set(re.findall(r"[a-z']+", row[text_column].lower())):
             if len(word) >= 3 and word not in READ_STOPWORDS:
-                by_word[word][row[label_column]] += 1
+                texts_with[word] += 1
+                for label in row[label_column].split("|"):
+                    by_word[word][label] += 1
     out = [f"# {name}: keyword rules written after reading {READ_SAMPLE} labeled train rows "
            f"(bench/rules/make_rules.py from_sample); the test split never read"]
-    for label in sorted({row[label_column] for row in rows}):
+    for label in sorted({n for row in rows for n in row[label_column].split("|")}):
         found = sorted(
             ((counts[label], word) for word, counts in by_word.items()
-             if counts[label] >= max(READ_MIN_HITS, READ_MIN_PRECISION * sum(counts.values()))),
+             if counts[label] >= max(READ_MIN_HITS, READ_MIN_PRECISION * texts_with[word])),
             reverse=True,
         )
         if found:
@@ -110,7 +114,7 @@ def report(name: str, suffix: str = "") -> None:
         rows = list(csv.DictReader(handle))
     lines = [line for line in (HERE / f"{name}{suffix}.txt").read_text(encoding="utf-8").splitlines()
              if line and not line.startswith("#")]
-    labels = sorted({row[label_column] for row in rows})
+    labels = sorted({n for row in rows for n in row[label_column].split("|")})
     precisions, matched_any = [], set()
     for line in lines:
         rule = rules.parse(line, labels)
@@ -118,7 +122,7 @@ def report(name: str, suffix: str = "") -> None:
         hits = [i for i, row in enumerate(rows) if rules.matches(pattern, row[text_column])]
         matched_any.update(hits)
         if hits:
-            precisions.append(sum(rows[i][label_column] == rule.label for i in hits) / len(hits))
+            precisions.append(sum(rule.label in rows[i][label_column].split("|") for i in hits) / len(hits))
     print(f"{name}{suffix}: {len(lines)} rules for {len(labels)} labels; mean precision on train "
           f"{sum(precisions) / len(precisions):.2f} (median {sorted(precisions)[len(precisions) // 2]:.2f}); "
           f"{len(matched_any) / len(rows):.0%} of train texts matched by some rule")
