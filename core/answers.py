@@ -38,6 +38,29 @@ def _record_not_found(info: ProjectInfo, record_id: int) -> RecordNotFound:
     return RecordNotFound(f"Record {record_id} is not in project {info.name!r} (was it deleted?).")
 
 
+def counts_for_nothing(info: ProjectInfo, label: str) -> bool:
+    """Whether an answer is for retired labels only: it stays in the history and the export and counts
+    for nothing else (core.labelset). A multi-label set counts while it names an active label, or none
+    ("none of these")."""
+    if not info.retired_labels:
+        return False
+    if info.multi_label:
+        names = multilabel.split(label)
+        return bool(names) and all(name in info.retired_labels for name in names)
+    return label in info.retired_labels
+
+
+def _uncounted(conn: Connection, info: ProjectInfo) -> list[str]:
+    """The stored answer texts that count for nothing (:func:`counts_for_nothing`), for SQL filters: a
+    single-label project's retired labels; a multi-label project's sets of retired labels only, as stored
+    (in whatever order they were when answered)."""
+    if not info.multi_label or not info.retired_labels:
+        return list(info.retired_labels)
+    stored = select(Annotation.label).where(Annotation.project_id == info.id).distinct()
+    texts = conn.execute(stored).scalars()
+    return [text for text in texts if counts_for_nothing(info, text)]
+
+
 def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: int, has_gold: bool) -> bool:
     k, extra = info.answers_per_record, info.extra_answer_on_disagreement
     labels = None
@@ -45,7 +68,7 @@ def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: in
         labels = (
             conn.execute(
                 select(Annotation.label).where(
-                    Annotation.record_id == record_id, Annotation.label.not_in(info.retired_labels)
+                    Annotation.record_id == record_id, Annotation.label.not_in(_uncounted(conn, info))
                 )
             ).scalars().all()
         )
@@ -125,7 +148,7 @@ def store_answer(
             conn.execute(
                 _CHANGE_ANSWER, {"answer_id": answer_id, "label": label, "source": source, "now": now}
             )
-            if old_label in info.retired_labels:  # n_answers counts answers with an active label only
+            if counts_for_nothing(info, old_label):  # n_answers counts answers with an active label only
                 n_answers += 1
     else:
         # A gold record takes the answer of whoever it was handed to (a gold question): it is scored,
@@ -204,7 +227,7 @@ def undo(
     ).one()
     if not conn.execute(delete(Annotation).where(Annotation.id == answer_id)).rowcount:
         raise NothingToUndo("That answer was undone already.")
-    n_answers = max(0, record[1] - (label not in info.retired_labels))
+    n_answers = max(0, record[1] - (not counts_for_nothing(info, label)))
     complete = _complete(conn, info, rid, n_answers, _has_gold(conn, rid))
     conn.execute(update(Record).where(Record.id == rid).values(n_answers=n_answers, complete=complete))
     conn.execute(delete(Lease).where(Lease.record_id == rid, Lease.annotator == user))
@@ -247,16 +270,17 @@ def recompute_completeness(
 
 
 def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool) -> None:
+    uncounted = _uncounted(conn, info)
     gold = select(Annotation.record_id).where(
         Annotation.project_id == info.id,
         Annotation.source == "review",
-        Annotation.label.not_in(info.retired_labels),  # a retired gold label decides nothing
+        Annotation.label.not_in(uncounted),  # a retired gold label decides nothing
     )
     if recount:
         # Answers with a retired label stay in the history but count for nothing (core.labelset.retire).
         counts = (
             select(func.count(Annotation.id))
-            .where(Annotation.record_id == Record.id, Annotation.label.not_in(info.retired_labels))
+            .where(Annotation.record_id == Record.id, Annotation.label.not_in(uncounted))
             .scalar_subquery()
         )
         conn.execute(update(Record).where(which).values(n_answers=counts))
@@ -273,7 +297,7 @@ def _recompute(conn: Connection, info: ProjectInfo, which: Any, *, recount: bool
             Record.complete.is_(True),
             Record.n_answers == k,
             Record.id.not_in(gold),
-            Annotation.label.not_in(info.retired_labels),
+            Annotation.label.not_in(uncounted),
         )
     ).all()
     votes: dict[int, list[str]] = defaultdict(list)
@@ -293,7 +317,7 @@ def active(info: ProjectInfo, rows: Sequence[tuple]) -> list[tuple]:
     history and the export and count for nothing else (core.labelset)."""
     if not info.retired_labels:
         return list(rows)
-    return [row for row in rows if row[2] not in info.retired_labels]
+    return [row for row in rows if not counts_for_nothing(info, row[2])]
 
 
 def load(conn: Connection, project_id: int, record_ids: list[int] | None = None) -> list[tuple]:

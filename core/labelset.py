@@ -15,7 +15,7 @@ In a multi-label project an answer is a set (core.multilabel): a rename or merge
 inside every stored set (answers, gold answers, queue guesses, owed card updates), kept in canonical
 order; a retire leaves the stored sets as they are, and everything that counts reads only the active
 labels of a set (each label is its own yes/no question), so the retired name drops out of every set.
-An answer whose set was only the retired label counts for nothing, as in a single-label project: it
+An answer whose set names retired labels only counts for nothing, as in a single-label project: it
 said nothing about the labels that remain.
 """
 

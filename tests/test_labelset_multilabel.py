@@ -161,6 +161,22 @@ def test_retire_keeps_sets_and_drops_the_label_wherever_sets_count(
     assert service.final_labels("p")["r0"] == "other"
 
 
+def test_a_set_of_retired_labels_only_counts_for_nothing_whatever_order_they_were_retired_in(
+    service: LabelingService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = _project(service, {"r0": [("a", {"refund", "other"})], "r1": [("a", {"billing", "other"})],
+                               "r2": [("a", {"refund"})]})
+    _retrains(service, monkeypatch)
+    service.edit_labels("p", "retire", "other")  # retired in the reverse of the set's order
+    service.edit_labels("p", "retire", "refund")
+    assert _sets_of(service, found["r0"]) == ["refund|other"]  # the history is unchanged
+    assert _record(service, found["r0"]) == (0, False) and _record(service, found["r2"]) == (0, False)
+    assert _record(service, found["r1"]) == (1, True)
+    assert service.final_labels("p") == {"r1": "billing"}  # r0 is no "none of these"
+    service.undo("p", "a", found["r0"])  # undoing an answer that counted for nothing keeps the count at 0
+    assert _record(service, found["r0"]) == (0, False)
+
+
 def test_retire_then_add_back_puts_the_name_in_its_new_place(
     service: LabelingService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
