@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from bot import ids
 from core.errors import LabelbotError
 from core.io import ImportRow
-from core.models import Annotation, QueueItem, Record
+from core.models import QueueItem
 from core.service import LabelingService
 from core.store import reading, writing
 from core.types import LabelDef
@@ -21,6 +21,8 @@ from tests.conftest import use_cli_environment
 from tests.slack_harness import ADMIN, ALICE, BOB, SlackHarness, start_harness
 from tests.test_bot import annotations, first_card, texts_of
 from tests.test_cli import run
+from tests.test_labelset import _labels_of as _sets_of
+from tests.test_labelset import _record
 from tests.test_multilabel_bot import TEXTS, tick_and_press
 
 LABELS = [LabelDef("billing", "Charges and invoices"), "urgent", "refund", "other"]
@@ -38,17 +40,6 @@ def _project(
         for who, names in given:
             service.record_answer("p", found[eid], who, names, source="cli")
     return found
-
-
-def _sets_of(service: LabelingService, rid: int) -> list[str]:
-    with reading(service.engine) as conn:
-        return sorted(conn.execute(select(Annotation.label).where(Annotation.record_id == rid)).scalars())
-
-
-def _record(service: LabelingService, rid: int) -> tuple[int, bool]:
-    with reading(service.engine) as conn:
-        n, done = conn.execute(select(Record.n_answers, Record.complete).where(Record.id == rid)).one()
-    return int(n), bool(done)
 
 
 def _guess(service: LabelingService, rid: int, text: str | None = None) -> str | None:

@@ -11,17 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
-from sqlalchemy import select
 
 from core import multilabel, stopping
 from core.embeddings import HashingEmbedder
 from core.io import ImportRow
-from core.models import Annotation, Embedding, ModelRun
 from core.multilabel_learner import MultiLabelClassifier, multilabel_cv_metrics
 from core.service import LabelingService
-from core.store import read_session
 from core.types import ModelRunInfo
 from tests.conftest import SHARED, make_settings
+from tests.test_stopping import stored_models_and_stop_set
 
 LABELS = ["a", "b", "c"]
 XED = SHARED / "datasets" / "xed_en_multilabel"
@@ -138,16 +136,7 @@ def test_multi_label_retrains_store_per_label_kappa_and_the_advice_names_weak_la
         assert [r.n_labels for r in runs] == [20, 40, 60, 80, 100, 120, 140]
         assert ["stability_kappa" in r.metrics for r in runs] == [False] * 3 + [True] * 4
         # The last κ from the stored models (140 labels against 80), label by label.
-        with read_session(service.engine) as session:
-            blobs = dict(session.execute(select(ModelRun.n_labels, ModelRun.model_blob)).all())
-            vectors = session.execute(
-                select(Embedding.record_id, Embedding.vector).order_by(Embedding.record_id)
-            ).all()
-            labeled = set(session.execute(select(Annotation.record_id)).scalars())
-        unlabeled = [(rid, np.frombuffer(v, dtype=np.float32)) for rid, v in vectors if rid not in labeled]
-        ids = np.array([rid for rid, _ in unlabeled])
-        seed = service.get_project("x").id
-        sample = np.stack([v for _, v in unlabeled])[stopping.stable_sample(ids, seed=seed)]
+        blobs, sample = stored_models_and_stop_set(service, "x")
         before, after = (pickle.loads(blobs[n]).predict(sample).tolist() for n in (80, 140))
         expected = stopping.multilabel_prediction_kappa(before, after, labels)
         assert runs[-1].metrics["stability_kappa"] == pytest.approx(expected)

@@ -146,6 +146,21 @@ def test_weak_labels_lowest_first_and_missing_examples_first() -> None:
 # ------------------------------------------------------------------------------ wiring in the service
 
 
+def stored_models_and_stop_set(service: LabelingService, project: str) -> tuple[dict[int, bytes], np.ndarray]:
+    """The project's stored models by label count, and the vectors of its stop set (the stable sample of
+    its unlabeled records the stability check predicts on): to recompute a stored κ by hand."""
+    with read_session(service.engine) as session:
+        blobs = dict(session.execute(select(ModelRun.n_labels, ModelRun.model_blob)).all())
+        vectors = session.execute(
+            select(Embedding.record_id, Embedding.vector).order_by(Embedding.record_id)
+        ).all()
+        labeled = set(session.execute(select(Annotation.record_id)).scalars())
+    unlabeled = [(rid, np.frombuffer(v, dtype=np.float32)) for rid, v in vectors if rid not in labeled]
+    ids = np.array([rid for rid, _ in unlabeled])
+    rows = stopping.stable_sample(ids, seed=service.get_project(project).id)
+    return blobs, np.stack([v for _, v in unlabeled])[rows]
+
+
 def test_retrains_store_stability_kappa_and_the_service_advises(
     service: LabelingService, tmp_path: Path
 ) -> None:
@@ -163,16 +178,7 @@ def test_retrains_store_stability_kappa_and_the_service_advises(
     # A model is compared with the latest one trained on max(50, 10%) fewer labels: none before 80.
     assert ["stability_kappa" in r.metrics for r in runs] == [False] * 3 + [True] * 4
     # Recompute the last κ from the stored models: 140 labels, compared with the 80-label model.
-    with read_session(service.engine) as session:
-        blobs = dict(session.execute(select(ModelRun.n_labels, ModelRun.model_blob)).all())
-        vectors = session.execute(
-            select(Embedding.record_id, Embedding.vector).order_by(Embedding.record_id)
-        ).all()
-        labeled = set(session.execute(select(Annotation.record_id)).scalars())
-    unlabeled = [(rid, np.frombuffer(v, dtype=np.float32)) for rid, v in vectors if rid not in labeled]
-    ids = np.array([rid for rid, _ in unlabeled])
-    rows_ = stopping.stable_sample(ids, seed=service.get_project("b").id)
-    sample = np.stack([v for _, v in unlabeled])[rows_]
+    blobs, sample = stored_models_and_stop_set(service, "b")
     before, after = (pickle.loads(blobs[n]).predict(sample).tolist() for n in (80, 140))
     assert runs[-1].metrics["stability_kappa"] == pytest.approx(stopping.prediction_kappa(before, after))
     advice = service.stopping_advice("b")
