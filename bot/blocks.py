@@ -1055,9 +1055,9 @@ def rule_line(rule: RuleInfo) -> str:
         figures.append(f"{rule.conflicts:,} in conflict with other labels' rules")
     elif rule.overlap:
         figures.append(f"{rule.overlap:,} also matched by other rules")
-    pattern = truncate(_clean(rule.pattern).replace("`", "'"), 300)
+    pattern = mrkdwn_text(_clean(rule.pattern).replace("`", "'"), 300)
     label = mrkdwn_text(rule.label, 300)
-    return f"#{rule.id} `{escape_mrkdwn(pattern)}` → *{label}* — " + " · ".join(figures)
+    return f"#{rule.id} `{pattern}` → *{label}* — " + " · ".join(figures)
 
 
 def _rules_sections(rules: Sequence[RuleInfo], max_sections: int) -> list[str]:

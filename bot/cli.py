@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -54,14 +55,15 @@ def _friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except LabelbotError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
         except ValidationError as exc:  # a LABELBOT_* value of the wrong type or range
             settings_class = _settings_classes().get(exc.title)
             if settings_class is None:
                 raise
             err_console.print(
-                f"[red]error:[/red] {invalid_settings(exc, settings_class)}",
+                f"[red]error:[/red] {escape(str(invalid_settings(exc, settings_class)))}",
                 highlight=False, markup=True, soft_wrap=True,
             )
             raise typer.Exit(1) from None
@@ -988,7 +990,7 @@ def guide(
     """Show the labels' guidelines, or set LABEL's description and examples."""
     service = _service()
     if label is not None and (description is not None or example):
-        info = service.set_guideline(project, label, description or "", example or None)
+        info = service.set_guideline(project, label, description, example or None)
     else:
         info = service.get_project(project)
         if label is not None and label not in info.label_names:

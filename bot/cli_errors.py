@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 try:  # typer vendors click as typer._click (0.2x): its usage errors are not click's own classes
@@ -32,7 +33,7 @@ def usage_errors_in_one_line() -> Iterator[None]:
         if isinstance(exc, click_exceptions.NoArgsIsHelpError):
             raise
         where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        _err_console.print(f"[red]error:[/red] {exc.format_message()}{where}", highlight=False,
+        _err_console.print(f"[red]error:[/red] {escape(exc.format_message() + where)}", highlight=False,
                            markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 

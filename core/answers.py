@@ -65,13 +65,9 @@ def _complete(conn: Connection, info: ProjectInfo, record_id: int, n_answers: in
     k, extra = info.answers_per_record, info.extra_answer_on_disagreement
     labels = None
     if not has_gold and policy.needs_labels_for_completeness(n_answers, k, extra):
-        labels = (
-            conn.execute(
-                select(Annotation.label).where(
-                    Annotation.record_id == record_id, Annotation.label.not_in(_uncounted(conn, info))
-                )
-            ).scalars().all()
-        )
+        # The record's own answers, those that count kept here (not by a project-wide query: a click).
+        given = conn.execute(select(Annotation.label).where(Annotation.record_id == record_id)).scalars()
+        labels = [label for label in given if not counts_for_nothing(info, label)]
     if labels is not None and info.multi_label:  # k set answers: a tie on any label asks one more
         return not multilabel.needs_extra_answer(info, labels)
     return policy.is_complete(

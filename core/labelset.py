@@ -184,13 +184,16 @@ def set_guideline(
     catalog: ProjectCatalog,
     project: ProjectKey,
     label: str,
-    description: str,
+    description: str | None,
     examples: list[str] | tuple[str, ...] | None = None,
 ) -> ProjectInfo:
-    """Set ``label``'s description and, when given, its examples (None keeps the examples there are)."""
+    """Set ``label``'s description and its examples; None keeps the ones there are."""
     info = catalog.info(conn, project)
     current = _active(info, label)
-    description, cleaned = check_guideline(description, current.examples if examples is None else examples)
+    description, cleaned = check_guideline(
+        current.description if description is None else description,
+        current.examples if examples is None else examples,
+    )
     labels = [LabelDef(d.name, description, cleaned) if d.name == label else d for d in info.labels]
     return _write(conn, catalog, info, labels, list(info.retired_labels))
 

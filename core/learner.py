@@ -224,7 +224,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> EmbeddingClassifier:
         """Fit on embeddings ``X`` (n, d) and labels ``y`` (n,) of str; ``sample_weight`` (n,): each row's
-        weight (default 1; rules' weak labels weigh less, core.rules)."""
+        weight (default 1), as scikit-learn estimators take it."""
         y = np.asarray(y)
         if len(y) == 0 or np.shape(X)[0] == 0:
             raise ValueError("Cannot train a classifier without labeled examples: label some records first.")

@@ -35,8 +35,6 @@ from core.types import RuleInfo
 
 Classifier = EmbeddingClassifier | MultiLabelClassifier
 
-#: The votes' default temper (``Settings.rule_vote_strength``); 0 leaves the classifier alone.
-DEFAULT_STRENGTH = 0.25
 #: A rule's precision is shrunk toward PRIOR_PRECISION as if it had PRIOR_STRENGTH labeled matches more,
 #: so a rule with few labeled matches is neither trusted nor dismissed on them.
 PRIOR_PRECISION, PRIOR_STRENGTH = 0.7, 5

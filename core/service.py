@@ -1098,10 +1098,10 @@ class LabelingService:
     # ------------------------------------------------------------------ guidelines and the label set
 
     def set_guideline(
-        self, project: ProjectKey, label: str, description: str, examples: Sequence[str] | None = None
+        self, project: ProjectKey, label: str, description: str | None, examples: Sequence[str] | None = None
     ) -> ProjectInfo:
-        """Set a label's description and (when given) its examples. Bumps the project's version; chat
-        cards already sent keep working (their buttons name labels, not guidelines)."""
+        """Set a label's description and its examples (None keeps what there is). Bumps the project's
+        version; chat cards already sent keep working (their buttons name labels, not guidelines)."""
         with writing(self.engine) as conn:
             return labelset.set_guideline(conn, self.projects, project, label, description, examples)
 

@@ -19,6 +19,7 @@ from core.types import (
     ProjectInfo,
     ProjectStatus,
     RecordView,
+    RuleInfo,
     SimilarRecord,
 )
 
@@ -820,3 +821,23 @@ def test_validator_checks_selects_checkboxes_and_views() -> None:
     assert "no more than 10 options" in "\n".join(bk.view_problems(too_many))
     assert "no more than 100 items" in "\n".join(bk.view_problems({**view, "blocks": view["blocks"] * 40}))
     assert bk.message_problems({"text": "x", "blocks": "nope"}) == ["must be an array [json-pointer:/blocks]"]
+
+
+def test_rule_lines_escape_what_admins_typed_and_say_each_figure() -> None:
+    def rule(**kw: Any) -> RuleInfo:
+        base = dict(id=3, project="p", label="<!channel> & co", kind="regex", created_by="U1", created_at=NOW,
+                    pattern="/`a` <b> & " + "x" * 400 + "/", description="", total=200, matched=20)
+        return RuleInfo(**{**base, **kw})  # type: ignore[arg-type]
+
+    line = bk.rule_line(rule(labeled=10, agreeing=9, precision=0.9, conflicts=2, overlap=5))
+    assert "<!channel>" not in line and "&lt;!channel&gt; &amp; co" in line
+    assert "<b>" not in line and "`a`" not in line and "'a' &lt;b&gt; &amp;" in line
+    assert "covers 10.0% (20 of 200)" in line and "precision 90% (9 of 10)" in line
+    assert "2 in conflict with other labels' rules" in line and "also matched" not in line
+    pattern = line.split("`")[1]
+    assert len(pattern) <= 300  # cut after escaping
+    assert "5 also matched by other rules" in bk.rule_line(rule(overlap=5))
+    slow = bk.rule_line(rule(timed_out=True))
+    assert "timed out" in slow and "covers" not in slow
+    message = bk.rules_message("<!here>", [rule()])
+    assert bk.message_problems(message) == [] and "<!here>" not in message["text"]

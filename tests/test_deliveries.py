@@ -278,7 +278,7 @@ def test_a_card_slack_refuses_for_good_is_given_up_and_its_record_released(h: Sl
 
 def test_a_delivery_outliving_its_time_is_given_up(tmp_path: Path) -> None:
     harness = start_harness(
-        tmp_path, texts=[f"text {i}" for i in range(4)], service_settings={"delivery_give_up_seconds": 2}
+        tmp_path, texts=[f"text {i}" for i in range(4)], service_settings={"delivery_give_up_seconds": 6}
     )
     try:
         harness.standin.fail_next("conversations.open", status=503, times=50)

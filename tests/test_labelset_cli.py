@@ -47,6 +47,15 @@ def test_guide_shows_and_sets_guidelines(tmp_path: Path) -> None:
         "guide", "p", "refund", "x", "-e", "1", "-e", "2", "-e", "3", "-e", "4"
     )
     assert "'nope' is not a label" in fail("guide", "p", "nope")
+    run("guide", "p", "refund", "-e", "where is my refund")  # examples alone keep the description
+    shown = run("guide", "p", "refund").splitlines()
+    assert shown == ["refund: Money back for an order", "  e.g. where is my refund"]
+
+
+def test_input_that_looks_like_markup_is_one_plain_line(tmp_path: Path) -> None:
+    _project(tmp_path)
+    assert "'[/zz]' is not a label" in fail("labels", "p", "rename", "[/zz]", "c")
+    assert "'[/b]' is not a label" in fail("rule", "add", "p", "x -> [/b]")
 
 
 def test_labels_add_rename_merge_retire(tmp_path: Path) -> None:

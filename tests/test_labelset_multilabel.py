@@ -21,8 +21,8 @@ from tests.conftest import use_cli_environment
 from tests.slack_harness import ADMIN, ALICE, BOB, SlackHarness, start_harness
 from tests.test_bot import annotations, first_card, texts_of
 from tests.test_cli import run
+from tests.test_labelset import _export, _record, _retrains
 from tests.test_labelset import _labels_of as _sets_of
-from tests.test_labelset import _record
 from tests.test_multilabel_bot import TEXTS, tick_and_press
 
 LABELS = [LabelDef("billing", "Charges and invoices"), "urgent", "refund", "other"]
@@ -50,18 +50,6 @@ def _guess(service: LabelingService, rid: int, text: str | None = None) -> str |
             conn.execute(insert(QueueItem).values(project_id=project_id, position=rid, record_id=rid,
                                                   predicted_label=text, confidence=0.9))
         return conn.execute(select(QueueItem.predicted_label).where(QueueItem.record_id == rid)).scalar()
-
-
-def _retrains(service: LabelingService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    asked: list[str] = []
-    monkeypatch.setattr(service, "request_retrain", lambda project: asked.append(project) or True)
-    return asked
-
-
-def _export(service: LabelingService, tmp_path: Path) -> dict[str, dict[str, str]]:
-    out = service.export("p", tmp_path / "out.csv")
-    with open(out.path, encoding="utf-8") as handle:
-        return {row["id"]: row for row in csv.DictReader(handle)}
 
 
 def test_rename_rewrites_the_name_inside_every_set(

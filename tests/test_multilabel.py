@@ -168,7 +168,7 @@ def test_retrain_trains_one_vs_rest_and_guesses_sets(service: LabelingService) -
     run = service.retrain("p")
     assert run is not None
     assert set(run.metrics) >= {"cv_micro_f1", "cv_macro_f1", "cv_subset_accuracy"}
-    assert 0.0 <= run.metrics["cv_subset_accuracy"] <= 1.0
+    assert run.metrics["cv_subset_accuracy"] >= 0.9  # the texts say their labels' words
     assert run.label_counts == {name: sum(name in c for c in given.values()) for name in LABELS}
     assert isinstance(service.latest_classifier("p"), MultiLabelClassifier)
     cards = service.next_records("p", "someone", 5)
@@ -176,7 +176,7 @@ def test_retrain_trains_one_vs_rest_and_guesses_sets(service: LabelingService) -
     for card in cards:
         assert card.predicted_label and set(multilabel.split(card.predicted_label)) <= set(LABELS)
         assert card.reason.startswith("unsure whether it is ")
-        assert 0.0 <= card.confidence <= 1.0
+        assert card.confidence is not None and card.confidence > 0.0
     guessed = service.get_record("p", service.find_record("p", "r45").record_id)
     assert guessed.predicted_label is not None
     assert set(multilabel.split(guessed.predicted_label)) <= set(LABELS)

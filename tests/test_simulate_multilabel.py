@@ -46,7 +46,7 @@ def test_a_joined_label_column_is_simulated_as_multi_label(replay) -> None:  # t
     for curve in result.runs.values():
         assert [p.labels for p in curve] == [10, 20, 30]
         for p in curve:
-            assert p.micro_f1 is not None and 0.0 <= p.micro_f1 <= 1.0
+            assert p.micro_f1 is not None and 0.0 < p.micro_f1 <= 1.0
             assert 0.0 <= p.accuracy <= 1.0 and 0.0 <= p.macro_f1 <= 1.0
 
 
